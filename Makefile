@@ -9,12 +9,13 @@ PY := $(VENV)/bin/python
 # stock Caffe's `caffe` tool; CAFFE=/path/to/caffe (e.g. your CUDA build) replaces it
 CAFFE_TOOL := tools/caffe
 
-.PHONY: help setup venv proto caffe test demo
+.PHONY: help setup venv proto caffe test demo bench
 
 help:
 	@echo "make setup   virtualenv (.venv), upstream caffe.proto compiled, stock Caffe 1.0 rootfs"
 	@echo "make demo    setup + the main job"
 	@echo "make test    setup + the test suite"
+	@echo "make bench   setup + benchmarks (ratios against stock Caffe, measured in the same run)"
 
 # ---------------------------------------------------------------- set-up (idempotent)
 setup: venv proto caffe
@@ -40,3 +41,9 @@ test: setup
 demo: setup
 	$(PY) tools/netinfo.py tests/nets/tiny_train.prototxt
 	$(CAFFE_TOOL) time -model tests/nets/tiny_train.prototxt -iterations 10
+
+# ---------------------------------------------------------------- benchmarks
+# Each bench/bench_*.py measures one thing against stock Caffe (or Caffe's own tool) in the
+# same run and prints the ratio.
+bench: setup
+	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -1,5 +1,7 @@
 """Caffe's Datum databases (LevelDB and LMDB) as Caffe's Data layer reads them."""
 import io
+import os
+import shutil
 from pathlib import Path
 
 from sepnets.errors import CaffeFileError, UserError
@@ -86,3 +88,76 @@ def data_layer_shapes(layer):
     if len(layer.top) > 1:
         tops.append((p.batch_size,))
     return tops
+
+
+class DatumWriter:
+    """Writes Datum records to a new LevelDB or LMDB the way Caffe's converters do.
+
+    Keys are the zero-padded record index (Caffe's format_int(i, key_digits)), optionally
+    followed by "_" and a suffix (convert_imageset appends the file name), so the key order
+    is the write order. The database is built under a temporary name beside `dest` and
+    renamed only when closed without error: an interrupted run never leaves a half
+    database under the final name.
+    """
+
+    def __init__(self, dest, backend, key_digits=8, map_size=1 << 40, batch=1000):
+        self.dest = Path(dest)
+        self.backend = backend_name(backend)
+        self.key_digits = key_digits
+        self.batch = batch
+        self.count = 0
+        if self.dest.exists():
+            raise UserError(f"{self.dest}: already exists; remove it or choose another --out")
+        self.dest.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = self.dest.with_name(f".{self.dest.name}.partial")
+        shutil.rmtree(self.tmp, ignore_errors=True)  # left by an interrupted run
+        self._pending = []
+        if self.backend == "lmdb":
+            import lmdb
+            self._db = lmdb.open(str(self.tmp), map_size=map_size, subdir=True, meminit=False,
+                                 map_async=True)
+        else:
+            import plyvel
+            self._db = plyvel.DB(str(self.tmp), create_if_missing=True, error_if_exists=True)
+
+    def key(self, index, suffix=None):
+        key = str(index).zfill(self.key_digits)
+        return (key + "_" + suffix if suffix else key).encode()
+
+    def put(self, datum, suffix=None):
+        value = datum if isinstance(datum, bytes) else datum.SerializeToString()
+        self._pending.append((self.key(self.count, suffix), value))
+        self.count += 1
+        if len(self._pending) >= self.batch:
+            self._flush()
+
+    def _flush(self):
+        if self.backend == "lmdb":
+            with self._db.begin(write=True) as txn:
+                for k, v in self._pending:
+                    txn.put(k, v)
+        else:
+            with self._db.write_batch() as wb:
+                for k, v in self._pending:
+                    wb.put(k, v)
+        self._pending = []
+
+    def close(self, ok=True):
+        try:
+            if ok:
+                self._flush()
+        finally:
+            if self.backend == "lmdb":
+                self._db.sync(True)
+            self._db.close()
+        if ok:
+            os.replace(self.tmp, self.dest)
+        else:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        self.close(ok=exc_type is None)
+        return False
