@@ -10,6 +10,7 @@ from sepnets.errors import UserError
 REPO = Path(__file__).resolve().parent.parent
 CAFFE_TOOL = REPO / "tools" / "caffe"
 PYCAFFE_TOOL = REPO / "tools" / "pycaffe"
+CAFFE_BIN_TOOL = REPO / "tools" / "caffe-bin"
 
 
 def _env(quiet):
@@ -31,6 +32,16 @@ def run_caffe(args, cwd=None, quiet=False, check=True, timeout=None):
     if check and proc.returncode != 0:
         tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-5:])
         raise UserError(f"caffe {' '.join(map(str, args))} failed (exit {proc.returncode}):\n{tail}")
+    return proc
+
+
+def run_caffe_program(name, args, cwd=None, quiet=False, check=True, timeout=None):
+    """Runs another program of the stock Caffe rootfs, e.g. convert_imageset."""
+    proc = subprocess.run([str(CAFFE_BIN_TOOL), name] + [str(a) for a in args], cwd=cwd,
+                          env=_env(quiet), capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-5:])
+        raise UserError(f"{name} {' '.join(map(str, args))} failed (exit {proc.returncode}):\n{tail}")
     return proc
 
 
