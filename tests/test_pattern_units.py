@@ -1,12 +1,13 @@
 """Pattern binarization's pieces without Caffe: filter specs and layer selection, the
 binarization rule and its errors, pattern statistics, the packed B/BQ format, the `caffe test`
 output parser, offset sweeps and output names."""
+import json
 import math
 
 import numpy as np
 import pytest
 
-from conftest import NETS
+from conftest import NETS, run_tool
 from sepnets import caffeio, caffetest, netinfo, pack, pattern, quant, selection, shapes
 from sepnets.errors import CaffeFileError, UserError
 from sepnets.proto import caffe_pb2
@@ -88,6 +89,12 @@ def test_pattern_layers_give_netinfo_its_b_sizes():
     every_kxk = info.sizes()  # netinfo's default: every kxk convolution, conv1 included
     conv1_weights = 8 * 4 * 9
     assert sizes["B"] - every_kxk["B"] == 4 * conv1_weights - (math.ceil(conv1_weights / 8) + 4 * 8)
+    # tools/netinfo.py --filter: the same selection flags give the same sizes
+    proc = run_tool("tools/netinfo.py", NETS / "tiny.prototxt", "--filter", "3x3", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["size_bytes"] == sizes
+    text = run_tool("tools/netinfo.py", NETS / "tiny.prototxt", "--filter", "3x3").stdout
+    assert "(B/BQ: 1 pattern layers, --filter 3x3)" in text
 
 
 # ---------------------------------------------------------------- binarization
