@@ -6,6 +6,7 @@ element "<output> = <mean over batches>", followed by " (* <weight> = <weighted>
 the output has a loss weight. The engine (python -m sepnets.caffe) prints the same lines.
 """
 import importlib.util
+import os
 import re
 import subprocess
 import sys
@@ -105,7 +106,9 @@ def command(engine, net, weights, iterations, gpu=None):
 def run(net, weights, iterations, engine="caffe", gpu=None, cwd=None):
     """Runs `test` on the TEST phase of `net` with `weights`; returns its TestScores."""
     argv = command(engine, net, weights, iterations, gpu)
-    proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True)
+    env = dict(os.environ)  # `python -m sepnets.caffe` from any directory: the repo on the path
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(stockcaffe.REPO), env.get("PYTHONPATH")]))
+    proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True)
     log = proc.stdout + "\n" + proc.stderr
     if proc.returncode != 0:
         tail = [l for l in proc.stderr.strip().splitlines() if l.strip()][-3:]
