@@ -1,4 +1,5 @@
 """User-facing errors: one line naming the file and what is wrong, no traceback."""
+import argparse
 import functools
 import sys
 
@@ -32,3 +33,10 @@ def cli(main):
         except BrokenPipeError:
             sys.exit(1)
     return run
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with its usage errors raised as UserError: one line under `cli`, exit 2."""
+
+    def error(self, message):
+        raise UserError(f"{message} (see --help)")

@@ -16,7 +16,7 @@ import json
 import math
 from dataclasses import dataclass, field
 
-from sepnets import caffeio, netstate, shapes
+from sepnets import caffeio, netstate, selection, shapes
 from sepnets.db import data_layer_shapes
 from sepnets.errors import UserError
 
@@ -140,7 +140,7 @@ class NetInfo:
                                                  keep, l.macs, l.kernel))
         return storage_bytes(unique, is_pattern)
 
-    def to_json(self):
+    def to_json(self, is_pattern=is_kxk_conv):
         return {
             "net": self.path,
             "phase": self.phase,
@@ -152,8 +152,8 @@ class NetInfo:
             "params": {"main": self.counts(True), "total_main": self.total(True),
                        "all": self.counts(False), "total_all": self.total(False)},
             "macs_per_image": self.macs(True),
-            "size_bytes": self.sizes(True),
-            "size_bytes_all": self.sizes(False),
+            "size_bytes": self.sizes(True, is_pattern),
+            "size_bytes_all": self.sizes(False, is_pattern),
         }
 
 
@@ -240,7 +240,7 @@ def _fmt_shape(shape):
     return "x".join(str(d) for d in shape) if shape else "scalar"
 
 
-def format_report(info):
+def format_report(info, is_pattern=is_kxk_conv, pattern_note=""):
     rows = []
     for l in info.layers:
         out = " ".join(_fmt_shape(s) for s in l.top_shapes) or "-"
@@ -263,9 +263,9 @@ def format_report(info):
             lines.append(f"  {kind:<10} {main_counts[kind]:>12,}  {100 * main_counts[kind] / total:5.1f}%")
     pattern = sum(main_counts[k] for k in ("3x3", "5x5", "7x7", "other kxk"))
     lines.append(f"parameters left real-valued after kxk pattern binarization: {total - pattern:,}")
-    sizes = info.sizes(True)
+    sizes = info.sizes(True, is_pattern)
     lines.append("model size: R {:.2f} MB, B {:.2f} MB, BQ {:.2f} MB".format(
-        sizes["R"] / MB, sizes["B"] / MB, sizes["BQ"] / MB))
+        sizes["R"] / MB, sizes["B"] / MB, sizes["BQ"] / MB) + pattern_note)
     lines.append(f"multiply-accumulates per image (main path): {info.macs(True):,}")
     return "\n".join(lines)
 
@@ -296,19 +296,26 @@ def main(argv=None):
                         help="shape for a Data layer (by layer or top name) instead of reading its database")
     parser.add_argument("--output", help="blob whose ancestors form the main path (default: the last layer's)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+    selection.add_arguments(parser, required=False)
     args = parser.parse_args(argv)
     info = analyze(args.net, args.phase, args.level, args.stage,
                    parse_shape_args(args.data_shape), args.output)
+    is_pattern, note = is_kxk_conv, ""
+    if args.filter:  # B/BQ for the layers quant_pattern.py would binarize with these flags
+        selector = selection.from_args(args)
+        names = {l.name for l in selector.select(list(caffeio.read_net(args.net).layer))}
+        is_pattern = lambda layer: layer.name in names  # noqa: E731
+        note = f" (B/BQ: {len(names)} pattern layers, {selector.describe()})"
     errors, notes = [], []
     if args.weights:
         errors, notes = check_weights(info, caffeio.read_model(args.weights))
     if args.json:
-        doc = info.to_json()
+        doc = info.to_json(is_pattern)
         if args.weights:
             doc["weights"] = {"path": args.weights, "errors": errors, "notes": notes}
         print(json.dumps(doc, indent=1))
     else:
-        print(format_report(info))
+        print(format_report(info, is_pattern, note))
         if args.weights:
             print(f"\nweights {args.weights}: " + ("match the net" if not errors else
                                                    f"{len(errors)} mismatch(es)"))

@@ -89,6 +89,13 @@ def _signed64(v):
     return v - (1 << 64) if v >= 1 << 63 else v
 
 
+def _one_copy(chunks, dtype):
+    """The chunks as one writable native-endian array, copying the bytes once."""
+    if len(chunks) == 1:
+        return chunks[0].astype(dtype)
+    return np.concatenate(chunks).astype(dtype, copy=False)
+
+
 def decode_blob(buf, start, end):
     """BlobProto bytes -> (array, legacy). legacy: the shape came from num/channels/height/width.
 
@@ -125,9 +132,9 @@ def decode_blob(buf, start, end):
             elif wtype == FIXED64:
                 chunks[BLOB_DOUBLE_DATA].append(np.frombuffer(buf, "<f8", 1, vstart))
     if chunks[BLOB_DATA]:
-        flat = np.concatenate(chunks[BLOB_DATA]).astype(np.float32)
+        flat = _one_copy(chunks[BLOB_DATA], np.float32)
     elif chunks[BLOB_DOUBLE_DATA]:
-        flat = np.concatenate(chunks[BLOB_DOUBLE_DATA]).astype(np.float64)
+        flat = _one_copy(chunks[BLOB_DOUBLE_DATA], np.float64)
     else:
         flat = np.zeros(0, np.float32)
     is_legacy = dims is None
@@ -165,7 +172,9 @@ def length_field(number, payload):
 
 
 def encode_blob(array, legacy=False):
-    """array -> list of byte strings forming one BlobProto (shape or legacy 4-D, packed data)."""
+    """array -> list of byte strings forming one BlobProto (shape or legacy 4-D, packed data).
+
+    The data part is a memoryview of the array's bytes (write it, or bytes() it, at once)."""
     arr = np.asarray(array)
     parts = []
     if legacy:
@@ -177,10 +186,11 @@ def encode_blob(array, legacy=False):
     else:
         dims = b"".join(_varint_bytes(int(d)) for d in arr.shape)
         parts += length_field(BLOB_SHAPE, length_field(SHAPE_DIM, dims) if arr.ndim else [])
-    if arr.dtype == np.float64:
-        parts += length_field(BLOB_DOUBLE_DATA, np.ascontiguousarray(arr, "<f8").tobytes())
-    else:
-        parts += length_field(BLOB_DATA, np.ascontiguousarray(arr, "<f4").tobytes())
+    dtype = "<f8" if arr.dtype == np.float64 else "<f4"
+    data = np.ascontiguousarray(arr, dtype).reshape(-1)
+    # a byte view of the array, not a copy: the caller writes it out before changing the array
+    parts += length_field(BLOB_DOUBLE_DATA if dtype == "<f8" else BLOB_DATA,
+                          memoryview(data).cast("B"))
     return parts
 
 
