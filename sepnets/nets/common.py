@@ -1,6 +1,6 @@
 """What the network descriptions share: the datasets (Data layers reading the databases the
 data targets build under data/, paths relative to the repository root) and the solvers."""
-from sepnets.netspec import data_layer
+from sepnets.netspec import XAVIER, ZERO, accuracy, data_layer, inner_product, softmax_loss
 
 IMAGENET_MEAN = [104, 117, 123]  # BGR, as BVLC GoogLeNet and the authors' file
 
@@ -36,6 +36,17 @@ def imagenet_data(n, crop=224):
         data_layer(n, "data", phase, source, "LMDB", batch,
                    dict(mirror=mirror, crop_size=crop, mean_value=IMAGENET_MEAN))
     return "data"
+
+
+def imagenet_classifier(n, features, name="classifier"):
+    """The 1000-way fully connected classifier with its loss, and top-1 and top-5 accuracy in
+    TEST. Returns the scores blob."""
+    score = inner_product(n, name, features, num_output=1000, weight_filler=XAVIER,
+                          bias_filler=ZERO)
+    softmax_loss(n, "loss", score)
+    accuracy(n, "accuracy", score, phase="TEST")
+    accuracy(n, "accuracy_top5", score, phase="TEST", top_k=5)
+    return score
 
 
 # Solver settings (the net path, snapshot prefix and solver mode are added per network).

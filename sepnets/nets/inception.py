@@ -2,22 +2,27 @@
 binarization leaves about 2.43M real-valued (the paper's numbers). The design and its
 reasons are in prototxt/customized_inception/README.md."""
 from sepnets.blocks import conv_bn, inception
-from sepnets.netspec import (MSRA, NetSpec, XAVIER, ZERO, accuracy, dropout, inner_product,
-                             pool, softmax_loss)
-from sepnets.nets.common import imagenet_data
+from sepnets.netspec import MSRA, NetSpec, dropout, pool
+from sepnets.nets import googlenet
+from sepnets.nets.common import imagenet_classifier, imagenet_data
 
-# (name, 1x1, 3x3 reduce, 3x3, double-3x3 reduce, double-3x3, pool projection): GoogLeNet's
-# widths times 3/4 (multiples of 8) with its 5x5 branch as two 3x3s; the last module keeps
-# GoogLeNet's widths so the classifier sees 1024 features. "poolN" is a 3x3/2 max pooling.
-STAGES = [
-    ("inception_3a", 48, 72, 96, 16, 24, 24), ("inception_3b", 96, 96, 144, 24, 72, 48),
-    "pool3",
-    ("inception_4a", 144, 72, 160, 16, 32, 48), ("inception_4b", 120, 80, 168, 16, 48, 48),
-    ("inception_4c", 96, 96, 192, 16, 48, 48), ("inception_4d", 80, 112, 216, 24, 48, 48),
-    ("inception_4e", 192, 120, 240, 24, 96, 96),
-    "pool4",
-    ("inception_5a", 192, 120, 240, 24, 96, 96), ("inception_5b", 384, 192, 384, 48, 128, 128),
-]
+
+def three_quarters(stage):
+    """A GoogLeNet stage (sepnets.nets.googlenet.STAGES) at 3/4 of its widths, each rounded to
+    the nearest multiple of 8 (at least 16; Python's round: halves to even), its 5x5 width used
+    for the double-3x3 branch; the last module keeps GoogLeNet's widths so the classifier sees
+    1024 features. A pooling keeps its short name."""
+    if isinstance(stage, str):
+        return stage.split("/")[0]
+    name, *widths = stage
+    if name == "inception_5b":
+        return stage
+    return (name, *[max(16, 8 * round(w * 3 / 32)) for w in widths])
+
+
+# (name, 1x1, 3x3 reduce, 3x3, double-3x3 reduce, double-3x3, pool projection) or "poolN", a
+# 3x3/2 max pooling
+STAGES = [three_quarters(stage) for stage in googlenet.STAGES]
 # Inception-v3's stem (3x3 convolutions instead of GoogLeNet's 7x7 and LRN):
 # (name, num_output, kernel, stride) or a 3x3/2 max pooling
 STEM = [("conv1", 32, 3, 2), ("conv2", 32, 3, 1), ("conv3", 64, 3, 1), "pool1",
@@ -53,9 +58,5 @@ def build():
         x = inception(n, name, x, chains, proj, unit)
     x = pool(n, "pool5", x, pool="AVE", global_pooling=True)
     dropout(n, "drop5", x, 0.4)
-    score = inner_product(n, "classifier", x, num_output=1000, weight_filler=XAVIER,
-                          bias_filler=ZERO)
-    softmax_loss(n, "loss", score)
-    accuracy(n, "accuracy", score, phase="TEST")
-    accuracy(n, "accuracy_top5", score, phase="TEST", top_k=5)
+    imagenet_classifier(n, x)
     return n.net

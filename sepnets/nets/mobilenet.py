@@ -4,9 +4,8 @@ Depthwise convolutions are Caffe group convolutions with group = channels; every
 convolution is followed by BatchNorm + Scale + ReLU and has no bias; names follow the common
 Caffe port (conv2_1/dw, conv2_1/sep, ..., pool6, fc7)."""
 from sepnets.blocks import conv_bn
-from sepnets.netspec import (MSRA, NetSpec, XAVIER, ZERO, accuracy, inner_product, pool,
-                             softmax_loss)
-from sepnets.nets.common import imagenet_data
+from sepnets.netspec import MSRA, NetSpec, pool
+from sepnets.nets.common import imagenet_classifier, imagenet_data
 
 # (block name, output channels at width 1.0, stride of the depthwise 3x3)
 BLOCKS = [("2_1", 64, 1), ("2_2", 128, 2), ("3_1", 128, 1), ("3_2", 256, 2), ("4_1", 256, 1),
@@ -31,8 +30,5 @@ def build(width):
         x = conv_bn(n, x, sep, f"{sep}/bn", f"{sep}/scale", f"relu{block}/sep",
                     num_output=channels, kernel_size=1, bias_term=False, weight_filler=MSRA)
     x = pool(n, "pool6", x, pool="AVE", global_pooling=True)
-    score = inner_product(n, "fc7", x, num_output=1000, weight_filler=XAVIER, bias_filler=ZERO)
-    softmax_loss(n, "loss", score)
-    accuracy(n, "accuracy", score, phase="TEST")
-    accuracy(n, "accuracy_top5", score, phase="TEST", top_k=5)
+    imagenet_classifier(n, x, "fc7")
     return n.net

@@ -1,9 +1,8 @@
 """SEP-Net (small and large) for ImageNet: pattern residual blocks and SEP modules with
 4-group convolutions. The design and its reasons are in prototxt/sepnet/README.md."""
 from sepnets.blocks import conv_bn, pattern_residual_block, sep_module
-from sepnets.netspec import (MSRA, NetSpec, XAVIER, ZERO, accuracy, inner_product, pool,
-                             softmax_loss)
-from sepnets.nets.common import imagenet_data
+from sepnets.netspec import MSRA, NetSpec, pool
+from sepnets.nets.common import imagenet_classifier, imagenet_data
 
 GROUPS = 4
 # Stages at 56, 28, 14 and 7 pixels, each entered through a 3x3/2 max pooling. A stage is a
@@ -36,9 +35,5 @@ def build(size):
             else:
                 x = sep_module(n, name, x, channels, bottleneck[0], GROUPS)
     x = pool(n, "pool_global", x, pool="AVE", global_pooling=True)
-    score = inner_product(n, "classifier", x, num_output=1000, weight_filler=XAVIER,
-                          bias_filler=ZERO)
-    softmax_loss(n, "loss", score)
-    accuracy(n, "accuracy", score, phase="TEST")
-    accuracy(n, "accuracy_top5", score, phase="TEST", top_k=5)
+    imagenet_classifier(n, x)
     return n.net
