@@ -10,6 +10,7 @@ import pytest
 from conftest import REPO, run_tool
 from helpers import assert_shapes_match, stock_nets, with_input_layers
 from sepnets import caffeio, netgen, netinfo
+from sepnets.db import DatumWriter
 from sepnets.nets import BY_NAME, NETWORKS
 from sepnets.proto import caffe_pb2
 
@@ -273,3 +274,48 @@ def test_caffe_time_runs_forward_and_backward(stock, tmp_path, name):
                             BY_NAME[name].input_shape[1:])
     log = stock.run_caffe(["time", "-model", net, "-iterations", "2"]).stderr
     assert "Average Forward-Backward:" in log and "backward:" in log
+
+
+def tiny_database(path, backend, shape, count=8):
+    """A few random uint8 images of `shape` (channels, height, width) with labels 0..9."""
+    rng = np.random.default_rng(0)
+    with DatumWriter(path, backend) as db:
+        for i in range(count):
+            c, h, w = shape
+            db.put(caffe_pb2.Datum(channels=c, height=h, width=w, label=i % 10,
+                                   data=rng.integers(0, 256, shape, dtype=np.uint8).tobytes()))
+
+
+@pytest.mark.parametrize("name", ["lenet", "resnet20"])
+def test_caffe_trains_with_the_committed_files_from_the_repository_root(stock, tmp_path, name):
+    """`caffe train --solver prototxt/<net>/solver.prototxt`, run where the repository root
+    would be, reads the databases (and mean files) at the data paths the nets name, in the
+    layout the data targets make, and snapshots under models/<net>/. The solver is the
+    committed one cut to 1 iteration and 1 test batch."""
+    folder = tmp_path / "prototxt" / name
+    folder.mkdir(parents=True)
+    (folder / "train_val.prototxt").write_bytes(committed(name).read_bytes())
+    solver = caffeio.read_solver(committed(name, "solver.prototxt"))
+    solver.max_iter, solver.test_interval, solver.display = 1, 1, 1
+    solver.test_iter[:] = [1]
+    solver.test_initialization = False
+    caffeio.write_text(folder / "solver.prototxt", solver)
+    if name == "lenet":
+        for split in ("train", "test"):
+            tiny_database(tmp_path / f"data/mnist/mnist_{split}_lmdb", "lmdb", (1, 28, 28))
+    else:
+        cifar = tmp_path / "data/cifar10/highway-padded"
+        tiny_database(cifar / "train_leveldb", "leveldb", (3, 40, 40))
+        tiny_database(cifar / "test_leveldb", "leveldb", (3, 32, 32))
+        caffeio.write_blobproto(cifar / "paddedmean.binaryproto", np.full((1, 3, 40, 40), 120.0),
+                                legacy=True)
+        caffeio.write_blobproto(cifar / "mean.binaryproto", np.full((1, 3, 32, 32), 120.0),
+                                legacy=True)
+    (tmp_path / "models" / name).mkdir(parents=True)
+    log = stock.run_caffe(["train", "-solver", f"prototxt/{name}/solver.prototxt"],
+                          cwd=tmp_path).stderr
+    assert "Iteration 1, Testing net (#0)" in log and "Optimization Done." in log
+    model = caffeio.read_model(tmp_path / "models" / name / f"{name}_iter_1.caffemodel")
+    deploy = netinfo.analyze(committed(name, "deploy.prototxt"), "TEST")
+    errors, _ = netinfo.check_weights(deploy, model)
+    assert not errors and {l.name for l in deploy.layers if l.param_shapes} <= set(model.blobs)
