@@ -47,3 +47,11 @@ demo: setup
 # same run and prints the ratio.
 bench: setup
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+# ---------------------------------------------------------------- networks (issue 3)
+# `make nets`: (re)write prototxt/<net>/{train_val,deploy,solver}.prototxt from sepnets/nets/
+# and the README's table of networks. The committed files are its output (tests/test_nets.py).
+.PHONY: nets
+nets: venv proto
+	$(PY) tools/make_nets.py
+	$(PY) tools/make_nets.py --readme README.md

@@ -6,48 +6,9 @@ import numpy as np
 import pytest
 
 from conftest import NETS, run_tool
+from helpers import assert_shapes_match_stock, with_input_layers
 from sepnets import caffeio, netinfo
 from sepnets.proto import caffe_pb2
-
-# pycaffe side: every blob's and every parameter's shape in the given phase
-STOCK_SHAPES = """
-import sys, json, caffe
-net = caffe.Net(sys.argv[1], getattr(caffe, sys.argv[2]))
-print(json.dumps({"blobs": {k: list(v.data.shape) for k, v in net.blobs.items()},
-                  "params": {k: [list(b.data.shape) for b in v] for k, v in net.params.items()}}))
-"""
-
-
-def with_input_layers(src, dst, batch):
-    """The net with every Data layer replaced by an Input layer of the data's cropped shape."""
-    net = caffeio.read_net(src)
-    out = caffe_pb2.NetParameter()
-    out.CopyFrom(net)
-    del out.layer[:]
-    for layer in net.layer:
-        if layer.type == "Data":
-            crop = layer.transform_param.crop_size
-            new = out.layer.add(name=layer.name, type="Input", top=layer.top)
-            new.include.extend(layer.include)
-            new.input_param.shape.add(dim=[batch, 3, crop, crop])
-            new.input_param.shape.add(dim=[batch])
-        else:
-            out.layer.add().CopyFrom(layer)
-    caffeio.write_text(dst, out)
-    return dst
-
-
-def assert_shapes_match_stock(stock, path, phase):
-    theirs = stock.run_pycaffe_json(STOCK_SHAPES, [path, phase], timeout=600)
-    info = netinfo.analyze(path, phase)
-    ours = info.blob_shapes
-    # Caffe inserts Split layers (blobs named *_split_N) where a blob has several consumers
-    stock_blobs = {k: tuple(v) for k, v in theirs["blobs"].items() if "_split_" not in k}
-    assert {k: ours[k] for k in stock_blobs} == stock_blobs
-    assert set(ours) == set(stock_blobs)
-    ours_params = {l.name: [tuple(s) for s in l.param_shapes] for l in info.layers if l.param_shapes}
-    assert ours_params == {k: [tuple(s) for s in v] for k, v in theirs["params"].items()}
-    return info
 
 
 def test_shape_zoo_matches_stock_caffe(stock):
