@@ -90,14 +90,25 @@ def check_engine(engine):
                         "in this checkout")
 
 
-def command(engine, net, weights, iterations, gpu=None):
-    """argv of `test` for an engine: stock Caffe's tool, or the engine with the same flags."""
+def engine_command(engine):
+    """argv prefix of an engine's `caffe` command line: stock Caffe's tool, or the PyTorch
+    engine, which takes the same verbs and flags."""
     check_engine(engine)
     if engine == "caffe":
-        argv = stockcaffe.caffe_command()
-    else:
-        argv = [sys.executable, "-m", "sepnets.caffe"]
-    argv += ["test", "--model", str(net), "--weights", str(weights), "--iterations", str(iterations)]
+        return stockcaffe.caffe_command()
+    return [sys.executable, "-m", "sepnets.caffe"]
+
+
+def engine_env():
+    """Environment for an engine's process: `python -m sepnets.caffe` from any directory."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(stockcaffe.REPO), env.get("PYTHONPATH")]))
+    return env
+
+
+def command(engine, net, weights, iterations, gpu=None):
+    """argv of `test` for an engine: stock Caffe's tool, or the engine with the same flags."""
+    argv = engine_command(engine) + ["test", "--model", str(net), "--weights", str(weights), "--iterations", str(iterations)]
     if gpu is not None:
         argv += ["--gpu", str(gpu)]
     return argv
@@ -106,9 +117,7 @@ def command(engine, net, weights, iterations, gpu=None):
 def run(net, weights, iterations, engine="caffe", gpu=None, cwd=None):
     """Runs `test` on the TEST phase of `net` with `weights`; returns its TestScores."""
     argv = command(engine, net, weights, iterations, gpu)
-    env = dict(os.environ)  # `python -m sepnets.caffe` from any directory: the repo on the path
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(stockcaffe.REPO), env.get("PYTHONPATH")]))
-    proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True)
+    proc = subprocess.run(argv, cwd=cwd, env=engine_env(), capture_output=True, text=True)
     log = proc.stdout + "\n" + proc.stderr
     if proc.returncode != 0:
         tail = [l for l in proc.stderr.strip().splitlines() if l.strip()][-3:]

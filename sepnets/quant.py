@@ -182,6 +182,15 @@ def format_sweep(results, label, best):
     return "\n".join(lines + [f"best offset by {label}: {offset_text(best)}"])
 
 
+def sweep_csv(results, best):
+    """The sweep as CSV: offset, every test output, and 1 in the `best` column for the kept one."""
+    labels = results[0][1].labels()
+    rows = [",".join(["offset"] + labels + ["best"])]
+    rows += [",".join([offset_text(o)] + [f"{s.value(l).value:.6g}" for l in labels] +
+                      ["1" if o == best else "0"]) for o, s in results]
+    return "\n".join(rows) + "\n"
+
+
 # ---------------------------------------------------------------- the command
 
 def build_parser():
@@ -200,6 +209,8 @@ def build_parser():
                         help="offset: a = --offset; mean: a per output filter = mean |W_f|")
     parser.add_argument("--output", help="output .caffemodel (default: "
                                          "<stem>_quant_<filters>_<offset>.caffemodel beside --model)")
+    parser.add_argument("--sweep-csv", metavar="FILE",
+                        help="also write the sweep's table (offset, every test output, best) as CSV")
     parser.add_argument("--net", help="net prototxt: the model is checked against it; the sweep "
                                       "evaluates its TEST phase")
     parser.add_argument("--iterations", type=int, default=DEFAULT_ITERATIONS,
@@ -231,11 +242,13 @@ def check_args(args):
         raise UserError("--sweep needs --net (the prototxt whose TEST phase evaluates each offset)")
     if args.sweep:
         caffetest.check_engine(args.engine)
+    if args.sweep_csv and not args.sweep:
+        raise UserError("--sweep-csv needs --sweep")
     if args.iterations <= 0:
         raise UserError(f"--iterations {args.iterations}: must be positive")
-    for flag in ("output", "pack"):
+    for flag in ("output", "pack", "sweep_csv"):
         if getattr(args, flag):
-            check_output_dir(getattr(args, flag), f"--{flag}")
+            check_output_dir(getattr(args, flag), "--" + flag.replace("_", "-"))
     if args.stats and Path(args.stats).exists() and not Path(args.stats).is_dir():
         raise UserError(f"--stats {args.stats}: exists and is not a directory")
     return offsets
@@ -258,6 +271,9 @@ def main(argv=None):
         offset = best_offset(results, label, maximize)
         print(format_sweep(results, label, offset))
         print()
+        if args.sweep_csv:
+            caffeio.atomic_write(args.sweep_csv, sweep_csv(results, offset).encode(),
+                                 inputs=[args.model])
 
     output = Path(args.output) if args.output else default_output(args.model, selector.tag, offset)
     quantized, reports = quantize_model(model, layers, offset)

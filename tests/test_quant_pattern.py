@@ -162,7 +162,7 @@ def test_sweep_evaluates_every_offset_with_caffe_test_and_keeps_the_best(stock, 
     before = set(p.name for p in work.iterdir())
     proc = run_tool(QUANT, "--sweep", "0.05:0.2:0.05", "--net", "train_val.prototxt",
                     "--iterations", "4", "--filter", "3x3", "5x5", "--model", "tiny_iter_30.caffemodel",
-                    cwd=work)
+                    "--sweep-csv", "sweep.csv", cwd=work)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0].split() == ["offset", "accuracy", "loss"]
@@ -173,7 +173,12 @@ def test_sweep_evaluates_every_offset_with_caffe_test_and_keeps_the_best(stock, 
     assert accuracies[best] == max(accuracies.values())
     assert f"best offset by accuracy: {best}" in proc.stdout
     kept = f"tiny_iter_30_quant_3x3_5x5_{best}.caffemodel"
-    assert set(p.name for p in work.iterdir()) == before | {kept}
+    assert set(p.name for p in work.iterdir()) == before | {kept, "sweep.csv"}
+    # the CSV holds the same table
+    csv = [row.split(",") for row in (work / "sweep.csv").read_text().splitlines()]
+    assert csv[0] == ["offset", "accuracy", "loss", "best"]
+    assert {r[0]: r[1:3] for r in csv[1:]} == {o: cells[:2] for o, cells in table.items()}
+    assert [r[0] for r in csv[1:] if r[3] == "1"] == [best]
     # the table's numbers are stock Caffe's for the kept model
     log = stock.run_caffe(["test", "--model", "train_val.prototxt", "--weights", kept,
                            "--iterations", "4"], cwd=work).stderr
