@@ -37,10 +37,45 @@ caffe:
 test: setup
 	$(PY) -m pytest tests
 
-# ---------------------------------------------------------------- the main job
+# ---------------------------------------------------------------- the paper's procedure
+# NET: a directory of prototxt/ (lenet, resnet20, googlenet, sepnet_small, ...).
+# FILTER: the kernels to binarize (3x3, 5x5, "3x3 5x5", 1x1, kxk = every k>1).
+# OFFSET: a constant a; without it `make quant` sweeps SWEEP and keeps the best.
+# ENGINE: caffe (stock Caffe; CAFFE=/path/to/caffe for your own build) or torch.
+# GPU: a device id, passed to caffe as -gpu.
+NET ?= lenet
+FILTER ?= kxk
+OFFSET ?=
+SWEEP ?= 0.02:0.09:0.01
+ENGINE ?= caffe
+GPU ?=
+PIPELINE = $(PY) tools/pipeline.py
+RUN_FLAGS = --engine $(ENGINE) $(if $(GPU),--gpu $(GPU))
+
+.PHONY: quant finetune eval plot results
+# `make train-googlenet`, `make train-resnet20`, `make train-sepnet-small`, ...: logs go to
+# logs/<net>/train.log, snapshots to models/<net>/; a re-run resumes from the newest .solverstate.
+train-%: setup
+	$(PIPELINE) train $* $(RUN_FLAGS)
+
+quant: setup
+	$(PIPELINE) quant $(NET) --filter $(FILTER) $(if $(OFFSET),--offset $(OFFSET),--sweep $(SWEEP)) $(RUN_FLAGS)
+
+finetune: setup
+	$(PIPELINE) finetune $(NET) --filter $(FILTER) $(if $(OFFSET),--offset $(OFFSET)) $(RUN_FLAGS)
+
+eval: setup
+	$(PIPELINE) eval $(NET) --filter $(FILTER) $(if $(OFFSET),--offset $(OFFSET)) $(RUN_FLAGS)
+
+plot: setup
+	$(PIPELINE) plot $(NET)
+
+results: setup
+	$(PIPELINE) results $(NET) --filter $(FILTER)
+
+# The main job: the whole procedure on LeNet / the MNIST 5k sample, offline, in minutes.
 demo: setup
-	$(PY) tools/netinfo.py tests/nets/tiny_train.prototxt
-	$(CAFFE_TOOL) time -model tests/nets/tiny_train.prototxt -iterations 10
+	$(PIPELINE) demo $(RUN_FLAGS)
 
 # ---------------------------------------------------------------- benchmarks
 # Each bench/bench_*.py measures one thing against stock Caffe (or Caffe's own tool) in the

@@ -1,0 +1,85 @@
+"""results.md: the authors' comparison table (Full, BiPattern, Refined) for one workspace,
+with the network's parameter counts and R/B/BQ sizes, from what the pipeline measured
+(logs/<name>/eval.json, the sweep's CSV) — no number is typed in."""
+import csv
+import json
+import math
+import time
+
+from sepnets import caffeio, netinfo, selection
+
+LABELS = {"full": "Full", "patterned": "BiPattern", "refined": "Refined"}
+
+
+def pattern_layers(ws, selector):
+    return [l.name for l in selector.select(list(caffeio.read_net(ws.train_val).layer))]
+
+
+def sizes_table(ws, names):
+    info = netinfo.analyze(ws.deploy)
+    is_pattern = lambda layer: layer.name in names  # noqa: E731
+    binarized = sum(math.prod(l.param_shapes[0]) for l in info.layers
+                    if l.name in names and l.param_shapes)
+    total = info.total()
+    sizes = info.sizes(True, is_pattern)
+    return [
+        "| parameters | binarized (pattern) | real-valued | R (float32) | B (1-bit patterns) | BQ (B + 8-bit rest) |",
+        "|--:|--:|--:|--:|--:|--:|",
+        f"| {total:,} | {binarized:,} | {total - binarized:,} | {sizes['R'] / netinfo.MB:.3f} MB "
+        f"| {sizes['B'] / netinfo.MB:.3f} MB | {sizes['BQ'] / netinfo.MB:.3f} MB |",
+    ]
+
+
+def read_sweep(path):
+    if not path.exists():
+        return None
+    with open(path, newline="") as f:
+        return list(csv.reader(f))
+
+
+def markdown_table(rows):
+    head, body = rows[0], rows[1:]
+    return ["| " + " | ".join(head) + " |", "|" + "|".join("--:" for _ in head) + "|"] + \
+           ["| " + " | ".join(r) + " |" for r in body]
+
+
+def write(ws, selector, title, notes=()):
+    """Writes logs/<name>/results.md; returns its path."""
+    doc = json.loads(ws.eval_path().read_text())
+    models = doc["models"]
+    outputs = []
+    for entry in models.values():
+        outputs += [k for k in entry["outputs"] if k not in outputs]
+    columns = [k for k in ("full", "patterned", "refined") if k in models]
+    names = pattern_layers(ws, selector)
+    held = selector.held_first(list(caffeio.read_net(ws.train_val).layer))
+
+    lines = [f"# {title}", "",
+             f"Measured by the pipeline on {time.strftime('%Y-%m-%d %H:%M')} with the "
+             f"{'stock Caffe 1.0' if doc['engine'] == 'caffe' else 'PyTorch'} engine; every "
+             f"number below comes from `caffe test` over {doc['iterations']} test batches "
+             f"(logs/{ws.name}/eval.json).", "",
+             "## Test accuracy: full, pattern-binarized, refined", ""]
+    rows = [["output"] + [LABELS[c] for c in columns]]
+    for out in outputs:
+        rows.append([out] + [f"{models[c]['outputs'][out]:.4f}" if out in models[c]["outputs"]
+                             else "-" for c in columns])
+    lines += markdown_table(rows)
+    lines += ["", "| model | file |", "|---|---|"]
+    lines += [f"| {LABELS[c]} | `{models[c]['model']}` |" for c in columns]
+    lines += ["", "## Pattern binarization", "",
+              f"Selection `{selector.describe()}`: binarized {', '.join(names) or 'nothing'}"
+              + (f"; {', '.join(held)} stays real-valued (first convolution on the input)."
+                 if held else "."), ""]
+    lines += sizes_table(ws, set(names))
+    sweep = read_sweep(ws.logs / "sweep.csv")
+    if sweep:
+        chosen = [r[0] for r in sweep[1:] if r[-1] == "1"]
+        lines += ["", f"Offset sweep (each offset's patterned model on the test set; kept: "
+                      f"a = {chosen[0] if chosen else '?'}):", ""]
+        lines += markdown_table([sweep[0][:-1]] + [r[:-1] for r in sweep[1:]])
+    if notes:
+        lines += ["", "## How it was run", ""] + [f"- {n}" for n in notes]
+    path = ws.logs / "results.md"
+    caffeio.atomic_write(path, ("\n".join(lines) + "\n").encode())
+    return path
