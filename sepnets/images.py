@@ -60,10 +60,10 @@ def decode(source, native=False):
             rgba = np.asarray(image.convert("RGBA"))
             return np.ascontiguousarray(rgba[:, :, [2, 1, 0, 3]])
     else:
-        image = ImageOps.exif_transpose(image)
+        ImageOps.exif_transpose(image, in_place=True)
     if image.mode == "CMYK":
         return _cmyk_to_bgr(image)
-    return np.ascontiguousarray(np.asarray(image.convert("RGB"))[:, :, ::-1])
+    return np.asarray(image if image.mode == "RGB" else image.convert("RGB"))[:, :, ::-1]
 
 
 def _axis(dst, src):
@@ -86,7 +86,7 @@ def resize(image, height, width):
     integers; the vertical pass drops 4 bits, keeps the high 16 bits of each product, adds 2
     and drops 2 more. Edge pixels are replicated. (int32 is enough: 255 * 2048 * 2048 / 16.)
     """
-    src_h, src_w = image.shape[:2]
+    src_h, src_w, channels = image.shape
     if (src_h, src_w) == (height, width):
         return image.copy()
     sx, fx = _axis(width, src_w)
@@ -94,16 +94,30 @@ def resize(image, height, width):
     outside = (sx < 0) | (sx >= src_w - 1)
     fx[outside] = 0
     sx = np.clip(sx, 0, src_w - 1)
-    ax0, ax1 = _fixed(np.float32(1) - fx)[:, None], _fixed(fx)[:, None]
-    by0, by1 = _fixed(np.float32(1) - fy)[:, None, None], _fixed(fy)[:, None, None]
+    # rows flattened to (x, channel) columns: column of output x, channel c = x * channels + c
+    lanes = np.arange(channels)
+    left = (sx[:, None] * channels + lanes).ravel()
+    right = (np.minimum(sx + 1, src_w - 1)[:, None] * channels + lanes).ravel()
+    ax0 = np.repeat(_fixed(np.float32(1) - fx), channels)
+    ax1 = np.repeat(_fixed(fx), channels)
     # only the source rows the vertical pass reads get a horizontal pass
     needed, where = np.unique(np.clip(np.concatenate([sy, sy + 1]), 0, src_h - 1),
                               return_inverse=True)
-    src = image[needed].astype(np.int32)
-    rows = src[:, sx] * ax0 + src[:, np.minimum(sx + 1, src_w - 1)] * ax1
-    top, bottom = rows[where[:height]] >> 4, rows[where[height:]] >> 4
-    out = (((top * by0) >> 16) + ((bottom * by1) >> 16) + 2) >> 2
-    return np.clip(out, 0, 255).astype(np.uint8)
+    src = image.reshape(src_h, src_w * channels)[needed].astype(np.int32)
+    rows = src[:, left]
+    rows *= ax0
+    rows += src[:, right] * ax1
+    rows >>= 4
+    top, bottom = rows[where[:height]], rows[where[height:]]
+    top *= _fixed(np.float32(1) - fy)[:, None]
+    top >>= 16
+    bottom *= _fixed(fy)[:, None]
+    bottom >>= 16
+    top += bottom
+    top += 2
+    top >>= 2
+    np.clip(top, 0, 255, out=top)
+    return top.astype(np.uint8).reshape(height, width, channels)
 
 
 ENCODINGS = {"jpg": "JPEG", "jpeg": "JPEG", "png": "PNG", "bmp": "BMP"}

@@ -189,13 +189,14 @@ def outputs(out_dir, variant, backend):
     return names
 
 
-def _records(images, labels, means, pad=0):
-    """Datums of the images; means[0] accumulates the 32x32 images, means[1] the padded ones."""
+def _records(images, labels, mean=None, padded_mean=None, pad=0):
+    """Datums of the images (zero-padded by `pad`), accumulating the means of what is stored."""
     for image, label in zip(images, labels):
-        means[0].add(image)
+        if mean is not None:
+            mean.add(image)
         if pad:
             image = np.pad(image, ((0, 0), (pad, pad), (pad, pad)))
-            means[1].add(image)
+            padded_mean.add(image)
         yield array_datum(image, label)
 
 
@@ -221,14 +222,15 @@ def prepare(archive, variant, backend, out_dir, pad=PAD, scale=GCN_SCALE,
     train, test = train.reshape(-1, 3, SIDE, SIDE), test.reshape(-1, 3, SIDE, SIDE)
     pad = pad if variant == "highway-padded" else 0
     with staging.StagedOutputs(outs.values()) as stage:
-        train_means = [MeanAccumulator(), MeanAccumulator()]
-        write_records(stage.path(outs["train"]), backend, _records(train, train_y, train_means, pad),
-                      total=len(train), desc=outs["train"].name, key_digits=KEY_DIGITS)
-        write_records(stage.path(outs["test"]), backend, _records(test, test_y, [MeanAccumulator()]),
-                      total=len(test), desc=outs["test"].name, key_digits=KEY_DIGITS)
-        write_mean(stage.path(outs["mean"]), train_means[0].mean())
+        mean, padded_mean = MeanAccumulator(), MeanAccumulator()
+        write_records(stage.path(outs["train"]), backend,
+                      _records(train, train_y, mean, padded_mean, pad), total=len(train),
+                      desc=outs["train"].name, key_digits=KEY_DIGITS)
+        write_records(stage.path(outs["test"]), backend, _records(test, test_y), total=len(test),
+                      desc=outs["test"].name, key_digits=KEY_DIGITS)
+        write_mean(stage.path(outs["mean"]), mean.mean())
         if pad:
-            write_mean(stage.path(outs["paddedmean"]), train_means[1].mean())
+            write_mean(stage.path(outs["paddedmean"]), padded_mean.mean())
     side = SIDE + 2 * pad
     log(f"wrote {outs['train']} ({len(train)} x 3x{side}x{side} float), {outs['test']} "
         f"({len(test)} x 3x{SIDE}x{SIDE} float), " + ", ".join(p.name for p in means))
