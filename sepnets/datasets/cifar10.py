@@ -147,15 +147,20 @@ def gcn(x, scale=GCN_SCALE, min_divisor=GCN_MIN_DIVISOR):
     return x / divisors[:, None]
 
 
-def _chunks(n, size=5000):
-    return (slice(i, min(i + size, n)) for i in range(0, n, size))
+def _chunks(n, desc, size=5000):
+    """Row slices of n rows, with a progress bar (in images) named `desc`."""
+    from tqdm import tqdm
+    with tqdm(total=n, desc=desc, unit="img", dynamic_ncols=True, mininterval=0.5) as bar:
+        for start in range(0, n, size):
+            yield slice(start, min(start + size, n))
+            bar.update(min(size, n - start))
 
 
 def zca_fit(x, filter_bias=ZCA_FILTER_BIAS):
     """(mean, P) of pylearn2's ZCA on the rows of x."""
     mean = x.mean(axis=0, dtype=np.float64)
     cov = np.zeros((x.shape[1], x.shape[1]))
-    for rows in _chunks(len(x)):
+    for rows in _chunks(len(x), "ZCA covariance"):
         centered = x[rows] - mean
         cov += centered.T @ centered
     cov = cov / len(x) + filter_bias * np.eye(x.shape[1])
@@ -163,21 +168,23 @@ def zca_fit(x, filter_bias=ZCA_FILTER_BIAS):
     return mean, (eigenvectors / np.sqrt(eigenvalues)) @ eigenvectors.T
 
 
-def _rowwise(x, step):
-    """float32 result of `step` (float64 math) applied to x in chunks of rows."""
-    out = np.empty(x.shape, np.float32)
-    for rows in _chunks(len(x)):
+def _rowwise(x, step, desc, out=None):
+    """float32 result of `step` (float64 math) applied to x in chunks of rows (into `out`,
+    which may be x itself: each chunk is read before it is overwritten)."""
+    out = np.empty(x.shape, np.float32) if out is None else out
+    for rows in _chunks(len(x), desc):
         out[rows] = step(x[rows])
     return out
 
 
 def gcn_images(x, scale=GCN_SCALE):
-    return _rowwise(x, lambda rows: gcn(rows, scale))
+    return _rowwise(x, lambda rows: gcn(rows, scale), "GCN")
 
 
 def zca_apply(x, zca):
+    """x <- (x - mean) P, in place (x is float32): the full training set is 600 MB."""
     mean, whitening = zca
-    return _rowwise(x, lambda rows: (rows - mean) @ whitening)
+    return _rowwise(x, lambda rows: (rows - mean) @ whitening, "ZCA", out=x)
 
 
 def outputs(out_dir, variant, backend):
