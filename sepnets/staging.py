@@ -19,15 +19,26 @@ def _remove(path):
         path.unlink()
 
 
-def up_to_date(outputs, force=False, derived=()):
+def _holds(output, source):
+    """True when replacing `output` would destroy `source` (the same path, or a parent of it)."""
+    output, source = Path(output).resolve(), Path(source).resolve()
+    return output == source or output in source.parents
+
+
+def up_to_date(outputs, force=False, derived=(), inputs=()):
     """Decides, before any work, what existing outputs mean.
 
     True when every output exists and `force` is off (nothing to do). Raises UserError when
     only some exist (the user's own files are never replaced without --force), except those
     listed in `derived`: files fully determined by the inputs (a mean of the same data), which
-    are simply written again.
+    are simply written again. An output that is (or holds) one of `inputs` is refused.
     """
     outputs = [Path(p) for p in outputs]
+    for output in outputs:
+        for source in inputs:
+            if source is not None and _holds(output, source):
+                raise UserError(f"{output}: refusing to replace an input ({source}); "
+                                "choose another output name")
     present = [p for p in outputs if p.exists()]
     if force:
         return False

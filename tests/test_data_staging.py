@@ -55,3 +55,15 @@ def test_existing_outputs_are_kept_unless_forced(tmp_path):
         stage.path(a).mkdir()
         stage.path(mean).write_text("new")
     assert mean.read_text() == "new" and a.is_dir()
+
+
+def test_an_output_never_replaces_an_input(tmp_path):
+    images = tmp_path / "images"
+    (images / "sub").mkdir(parents=True)
+    listing = tmp_path / "list.txt"
+    listing.write_text("x 1\n")
+    for output in (images, listing, tmp_path):
+        with pytest.raises(UserError, match="refusing to replace an input"):
+            staging.up_to_date([output], force=True, inputs=[images / "sub", listing])
+    assert listing.read_text() == "x 1\n" and (images / "sub").is_dir()
+    assert not staging.up_to_date([tmp_path / "db"], force=True, inputs=[images, listing])

@@ -217,7 +217,8 @@ def prepare(archive, variant, backend, out_dir, pad=PAD, scale=GCN_SCALE,
         raise UserError(f"--pad must be >= 0, not {pad}")
     outs = outputs(out_dir, variant, backend)
     means = [p for k, p in outs.items() if k.endswith("mean")]
-    if staging.up_to_date(outs.values(), force, derived=means):
+    given = None if callable(archive) else archive
+    if staging.up_to_date(outs.values(), force, derived=means, inputs=[given]):
         log(f"{Path(out_dir)}: {variant} ({backend}) is up to date; --force rebuilds it")
         return outs
     train_x, train_y, test_x, test_y = load_archive(archive() if callable(archive) else archive)

@@ -131,7 +131,7 @@ def convert(root, list_path, out, backend="lmdb", resize=0, encoded=False, encod
     if encode_type and encode_type.lower() not in images.ENCODINGS:
         raise UserError(f"--encode-type {encode_type}: one of {', '.join(sorted(images.ENCODINGS))}")
     outs = [Path(out)] + ([Path(mean)] if mean else [])
-    if staging.up_to_date(outs, force):
+    if staging.up_to_date(outs, force, inputs=[root, list_path]):
         log(f"{out}: up to date; --force rebuilds it")
         return None, []
     entries = read_list(list_path)

@@ -136,7 +136,7 @@ def prepare(out_dir, backend="lmdb", idx_dir=None, test_count=TEST_COUNT, seed=S
             force=False, log=print):
     backend = backend_name(backend)
     outs = outputs(out_dir, backend)
-    if staging.up_to_date(outs.values(), force):
+    if staging.up_to_date(outs.values(), force, inputs=[idx_dir]):
         log(f"{Path(out_dir)}: MNIST ({backend}) is up to date; --force rebuilds it")
         return outs
     if idx_dir:
