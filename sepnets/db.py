@@ -4,6 +4,8 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
+
 from sepnets.errors import CaffeFileError, UserError
 from sepnets.proto import caffe_pb2
 
@@ -124,9 +126,11 @@ class DatumWriter:
         key = str(index).zfill(self.key_digits)
         return (key + "_" + suffix if suffix else key).encode()
 
-    def put(self, datum, suffix=None):
+    def put(self, datum, suffix=None, index=None):
+        """Adds one record; `index` (default: the number written so far) names its key, so a
+        converter that skips an input can keep the input's line number, as convert_imageset does."""
         value = datum if isinstance(datum, bytes) else datum.SerializeToString()
-        self._pending.append((self.key(self.count, suffix), value))
+        self._pending.append((self.key(self.count if index is None else index, suffix), value))
         self.count += 1
         if len(self._pending) >= self.batch:
             self._flush()
@@ -161,3 +165,84 @@ class DatumWriter:
     def __exit__(self, exc_type, exc, tb):
         self.close(ok=exc_type is None)
         return False
+
+
+def array_datum(array, label, unencoded_flag=False):
+    """A (channels, height, width) array -> Datum: uint8 in `data`, anything else as float32 in
+    `float_data` (data left empty, as Caffe's DataTransformer expects for float records).
+
+    unencoded_flag=True also stores `encoded: false`, as Caffe's CVMatToDatum does, so records
+    are byte-identical to convert_imageset's.
+    """
+    array = np.asarray(array)
+    if array.ndim != 3:
+        raise ValueError(f"a Datum holds a (channels, height, width) array, not shape {array.shape}")
+    datum = caffe_pb2.Datum(channels=array.shape[0], height=array.shape[1], width=array.shape[2],
+                            label=int(label))
+    if array.dtype == np.uint8:
+        datum.data = np.ascontiguousarray(array).tobytes()
+    else:
+        datum.float_data.extend(np.ascontiguousarray(array, np.float32).ravel().tolist())
+    if unencoded_flag:
+        datum.encoded = False
+    return datum
+
+
+def datum_array(datum):
+    """Datum -> (channels, height, width) array: uint8 for `data`, float32 for `float_data`;
+    an encoded image is decoded the way Caffe's DecodeDatumNative does."""
+    if datum.encoded:
+        from sepnets import images
+        return images.hwc_to_chw(images.decode(datum.data, native=True))
+    shape = (datum.channels, datum.height, datum.width)
+    if datum.data:
+        return np.frombuffer(datum.data, np.uint8).reshape(shape)
+    return np.asarray(datum.float_data, np.float32).reshape(shape)
+
+
+class MeanAccumulator:
+    """The per-pixel mean of equal-sized (channels, height, width) arrays, as compute_image_mean
+    makes it: uint8 sums are exact (int64) and divided in float32 as it divides, so the result
+    is bit-identical to compute_image_mean's while its float32 sums are exact (below 2**24:
+    up to 65,793 images) and more accurate beyond; float sums are kept in float64."""
+
+    def __init__(self):
+        self.sum = None
+        self.count = 0
+
+    def add(self, array, name="record"):
+        array = np.asarray(array)
+        if self.sum is None:
+            self.sum = np.zeros(array.shape, np.int64 if array.dtype == np.uint8 else np.float64)
+        elif array.shape != self.sum.shape:
+            raise UserError(f"{name}: shape {array.shape} differs from the first record's "
+                            f"{self.sum.shape}; a mean needs equal-sized records")
+        self.sum += array
+        self.count += 1
+
+    def mean(self):
+        if not self.count:
+            raise UserError("no records: nothing to average")
+        if self.sum.dtype == np.int64:
+            return self.sum.astype(np.float32) / np.float32(self.count)
+        return (self.sum / self.count).astype(np.float32)
+
+
+def write_mean(path, mean, inputs=()):
+    """A (channels, height, width) mean -> .binaryproto in the 1 x C x H x W legacy form that
+    compute_image_mean writes and DataTransformer's mean_file reads."""
+    from sepnets import caffeio
+    return caffeio.write_blobproto(path, np.asarray(mean, np.float32), inputs=inputs, legacy=True)
+
+
+def write_records(dest, backend, records, total=None, desc=None, key_digits=8):
+    """Writes (datum, suffix, index) triples (or bare Datums) with a tqdm bar; returns the count."""
+    from tqdm import tqdm
+    with DatumWriter(dest, backend, key_digits=key_digits) as writer:
+        for record in tqdm(records, total=total, desc=desc or Path(dest).name, unit="rec",
+                           dynamic_ncols=True, mininterval=0.5):
+            if isinstance(record, tuple):
+                writer.put(*record)
+            else:
+                writer.put(record)
+    return writer.count
