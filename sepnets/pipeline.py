@@ -8,6 +8,7 @@ training run resumes from the newest .solverstate, and a finished one is not run
 Either engine runs the same files: stock Caffe (default) or the PyTorch engine.
 """
 import json
+import os
 import re
 import subprocess
 import sys
@@ -18,8 +19,18 @@ from pathlib import Path
 from sepnets import caffeio, caffetest, selection
 from sepnets.errors import UserError
 
-REPO = Path(__file__).resolve().parent.parent
-PROTOTXT = REPO / "prototxt"
+REPO = Path(__file__).resolve().parent.parent  # the toolkit's own programs
+
+
+def root():
+    """Where the pipeline works: the current directory (the Makefile runs it from the
+    repository root). It holds prototxt/, data/, models/ and logs/, and Caffe resolves the
+    prototxts' relative paths from there."""
+    return Path.cwd()
+
+
+def prototxt_dir():
+    return root() / "prototxt"
 
 
 @dataclass
@@ -30,19 +41,19 @@ class Workspace:
 
     @property
     def models(self):
-        return REPO / "models" / self.name
+        return root() / "models" / self.name
 
     @property
     def logs(self):
-        return REPO / "logs" / self.name
+        return root() / "logs" / self.name
 
     @property
     def train_val(self):
-        return PROTOTXT / self.net / "train_val.prototxt"
+        return prototxt_dir() / self.net / "train_val.prototxt"
 
     @property
     def deploy(self):
-        return PROTOTXT / self.net / "deploy.prototxt"
+        return prototxt_dir() / self.net / "deploy.prototxt"
 
     def eval_path(self):
         return self.logs / "eval.json"
@@ -54,7 +65,7 @@ def filters_tag(filters):
 
 
 def network_names():
-    return sorted(p.parent.name for p in PROTOTXT.glob("*/solver.prototxt"))
+    return sorted(p.parent.name for p in prototxt_dir().glob("*/solver.prototxt"))
 
 
 def workspace(net):
@@ -62,7 +73,7 @@ def workspace(net):
     names = network_names()
     for candidate in (net, net.replace("-", "_")):
         if candidate in names:
-            return Workspace(candidate, candidate, PROTOTXT / candidate / "solver.prototxt")
+            return Workspace(candidate, candidate, prototxt_dir() / candidate / "solver.prototxt")
     raise UserError(f"unknown network '{net}': prototxt/ has {', '.join(names)}")
 
 
@@ -88,9 +99,9 @@ def newest(prefix, kind):
 
 
 def solver_prefix(solver):
-    """The solver's snapshot_prefix as a path (relative ones are relative to the repo root,
-    where the steps run Caffe)."""
-    return REPO / caffeio.read_solver(solver).snapshot_prefix
+    """The solver's snapshot_prefix as a path (relative ones are relative to root(), where the
+    steps run Caffe)."""
+    return root() / caffeio.read_solver(solver).snapshot_prefix
 
 
 # ---------------------------------------------------------------- running Caffe
@@ -100,9 +111,10 @@ def show(argv):
 
 
 def rel(path):
-    path = Path(path)
+    """A path relative to root() when it lies below it (symbolic links kept as they are)."""
+    path = Path(os.path.abspath(path))
     try:
-        return path.resolve().relative_to(REPO)
+        return path.relative_to(os.path.abspath(root()))
     except ValueError:
         return path
 
@@ -113,12 +125,12 @@ PROGRESS = re.compile(r"\] (Iteration \d+.*(loss|Testing)|    Test net output|Op
 
 
 def run_logged(argv, log, quiet=False):
-    """Runs argv (stderr into stdout) from the repo root, appending its output to `log` and
+    """Runs argv (stderr into stdout) in root(), appending its output to `log` and
     echoing it (only the solver's progress lines with quiet=True). Raises on failure."""
     show(argv)
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "a") as out:
-        proc = subprocess.Popen([str(a) for a in argv], cwd=REPO, stdout=subprocess.PIPE,
+        proc = subprocess.Popen([str(a) for a in argv], cwd=root(), stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, env=caffetest.engine_env())
         tail = []
         for line in proc.stdout:
@@ -240,7 +252,7 @@ def evaluate(ws, models, engine="caffe", gpu=None, iterations=None):
     for label, model in models.items():
         argv = caffetest.command(engine, rel(ws.train_val), rel(model), iterations, gpu)
         show(argv)
-        scores = caffetest.run(rel(ws.train_val), rel(model), iterations, engine, gpu, cwd=REPO)
+        scores = caffetest.run(rel(ws.train_val), rel(model), iterations, engine, gpu, cwd=root())
         outputs = {name: o.value for name, o in zip(scores.labels(), scores.outputs)}
         print("  " + ", ".join(f"{k} = {v:.4f}" for k, v in outputs.items()))
         results[label] = {"model": str(rel(model)), "outputs": outputs}
@@ -258,7 +270,7 @@ def check_data(ws, solver=None):
         if layer.type != "Data":
             continue
         source = layer.data_param.source
-        if not (REPO / source).is_dir():
+        if not (root() / source).is_dir():
             target = next((t for p, t in targets.items() if source.startswith(p)), None)
             hint = f"run `make {target}` first" if target else "create it first"
             raise UserError(f"{rel(ws.train_val)}: layer '{layer.name}' reads {source}, which "

@@ -101,7 +101,7 @@ def evaluate(ws, args, offset=None):
 
 def demo_solver(ws, train_iters, test_records):
     """models/demo/solver.prototxt: LeNet's solver on the demo's schedule."""
-    param = caffeio.read_solver(pipeline.PROTOTXT / "lenet" / "solver.prototxt")
+    param = caffeio.read_solver(pipeline.prototxt_dir() / "lenet" / "solver.prototxt")
     test_batch = next(l.data_param.batch_size for l in caffeio.read_net(ws.train_val).layer
                       if l.type == "Data" and any(r.phase == 1 for r in l.include))
     param.max_iter = train_iters
@@ -126,7 +126,7 @@ def count_records(source):
 
 
 def demo(args):
-    ws = pipeline.Workspace("demo", "lenet", pipeline.REPO / "models" / "demo" / "solver.prototxt")
+    ws = pipeline.Workspace("demo", "lenet", pipeline.root() / "models" / "demo" / "solver.prototxt")
     engine = "stock Caffe 1.0 (CPU)" if args.engine == "caffe" else "the PyTorch engine"
     steps = ["MNIST 5k -> LMDB", f"train LeNet, {args.train_iters} iterations ({engine})",
              f"pattern binarization of the 5x5 filters, offset sweep {args.sweep}",
@@ -138,9 +138,10 @@ def demo(args):
         print(f"\n[demo {i + 1}/{len(steps)}, {time.time() - start:.0f} s] {steps[i]}", flush=True)
 
     step(0)
-    mnist = pipeline.REPO / "data" / "mnist"
+    mnist = pipeline.root() / "data" / "mnist"
     if not (mnist / "mnist_test_lmdb").is_dir():
-        pipeline.run_logged([sys.executable, pipeline.REPO / "tools" / "prepare_mnist.py"],
+        pipeline.run_logged([sys.executable, pipeline.REPO / "tools" / "prepare_mnist.py",
+                             "--out-dir", "data/mnist"],
                             ws.logs / "data.log")
     else:
         print("data/mnist exists")

@@ -1,0 +1,136 @@
+"""The pipeline (tools/pipeline.py, the Makefile's procedure targets) with stock Caffe on the
+real MNIST sample: train -> sweep -> fine-tune -> evaluate -> results, and resuming."""
+import json
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from conftest import REPO, run_tool
+from sepnets import caffeio
+
+PIPELINE = REPO / "tools" / "pipeline.py"
+
+
+def workdir(tmp_path, *nets, copy=False):
+    """A directory laid out like the repository (prototxt/<net>/) for the pipeline to run in."""
+    for net in nets:
+        src = REPO / "prototxt" / net
+        dst = tmp_path / "prototxt" / net
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if copy:
+            shutil.copytree(src, dst)
+        else:
+            dst.symlink_to(src)
+    return tmp_path
+
+
+@pytest.fixture(scope="module")
+def demo_run(stock, tmp_path_factory):
+    root = workdir(tmp_path_factory.mktemp("demo"), "lenet")
+    proc = run_tool(PIPELINE, "demo", "--train-iters", "80", "--finetune-iters", "40",
+                    "--sweep", "0.03:0.05:0.01", cwd=root)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return root, proc.stdout
+
+
+def test_demo_measures_full_patterned_refined(demo_run):
+    root, out = demo_run
+    for i in range(1, 8):
+        assert f"[demo {i}/7," in out  # progress through every stage
+    doc = json.loads((root / "logs/demo/eval.json").read_text())
+    acc = {k: v["outputs"]["accuracy"] for k, v in doc["models"].items()}
+    assert set(acc) == {"full", "patterned", "refined"}
+    assert acc["full"] > 0.5  # 80 iterations of LeNet learn MNIST well beyond chance (0.1)
+    assert all(0 <= a <= 1 for a in acc.values())
+    # results.md shows exactly the measured numbers in the authors' column order
+    results = (root / "logs/demo/results.md").read_text()
+    row = next(l for l in results.splitlines() if l.startswith("| accuracy |"))
+    assert [c.strip() for c in row.strip("|").split("|")][1:] == \
+        [f"{acc[k]:.4f}" for k in ("full", "patterned", "refined")]
+    assert "| output | Full | BiPattern | Refined |" in results
+    assert "binarized conv2; conv1 stays real-valued" in results
+    assert "| 431,080 | 25,000 | 406,080 |" in results  # LeNet; conv2's 5x5 weights patterned
+
+
+def test_demo_keeps_patterns_fixed_and_uses_the_swept_offset(demo_run):
+    root, _ = demo_run
+    sweep = [r.split(",") for r in (root / "logs/demo/sweep.csv").read_text().splitlines()]
+    assert [r[0] for r in sweep[1:]] == ["0.03", "0.04", "0.05"]
+    best = next(r[0] for r in sweep[1:] if r[-1] == "1")
+    doc = json.loads((root / "logs/demo/eval.json").read_text())
+    patterned = caffeio.read_model(root / doc["models"]["patterned"]["model"])
+    refined = caffeio.read_model(root / doc["models"]["refined"]["model"])
+    full = caffeio.read_model(root / doc["models"]["full"]["model"])
+    assert doc["models"]["patterned"]["model"].endswith(f"_quant_5x5_{best}.caffemodel")
+    conv2 = patterned.blobs["conv2"][0]
+    assert set(np.unique(np.abs(conv2))) == {np.float32(best)}
+    assert np.array_equal(refined.blobs["conv2"][0], conv2)  # frozen during fine-tuning
+    assert np.array_equal(patterned.blobs["conv1"][0], full.blobs["conv1"][0])  # first conv real
+    assert not np.array_equal(refined.blobs["conv1"][0], full.blobs["conv1"][0])  # fine-tuned
+    assert not np.array_equal(refined.blobs["ip1"][0], full.blobs["ip1"][0])
+
+
+def test_demo_rerun_reuses_finished_steps(demo_run):
+    root, _ = demo_run
+    proc = run_tool(PIPELINE, "demo", "--train-iters", "80", "--finetune-iters", "40",
+                    "--sweep", "0.03:0.05:0.01", cwd=root)
+    assert proc.returncode == 0, proc.stderr
+    assert "already trained to iteration 80" in proc.stdout
+    assert "already trained to iteration 40" in proc.stdout
+    other = run_tool(PIPELINE, "demo", "--train-iters", "90", cwd=root)
+    assert other.returncode == 2 and "holds a demo run with another schedule" in other.stderr
+
+
+def test_train_resumes_from_the_newest_solverstate(stock, tmp_path):
+    root = workdir(tmp_path, "lenet", copy=True)
+    solver = root / "prototxt/lenet/solver.prototxt"
+    param = caffeio.read_solver(solver)
+    param.max_iter, param.snapshot, param.test_interval, param.display = 20, 10, 1000, 5
+    del param.test_iter[:]
+    param.test_iter.append(1)
+    caffeio.write_text(solver, param)
+    assert run_tool(REPO / "tools" / "prepare_mnist.py", cwd=root).returncode == 0
+    first = run_tool(PIPELINE, "train", "lenet", cwd=root)
+    assert first.returncode == 0, first.stderr
+    models = root / "models/lenet"
+    assert {p.name for p in models.iterdir()} == {
+        f"lenet_iter_{i}.{kind}" for i in (10, 20) for kind in ("caffemodel", "solverstate")}
+    for kind in ("caffemodel", "solverstate"):
+        (models / f"lenet_iter_20.{kind}").unlink()
+    again = run_tool(PIPELINE, "train", "lenet", cwd=root)
+    assert again.returncode == 0, again.stderr
+    assert "--snapshot models/lenet/lenet_iter_10.solverstate" in again.stdout
+    log = (root / "logs/lenet/train.log").read_text()
+    assert "Resuming from models/lenet/lenet_iter_10.solverstate" in log
+    assert (models / "lenet_iter_20.caffemodel").exists()
+    done = run_tool(PIPELINE, "train", "lenet", cwd=root)
+    assert "already trained to iteration 20" in done.stdout
+
+
+def test_missing_data_names_the_make_target(tmp_path):
+    root = workdir(tmp_path, "resnet20")
+    proc = run_tool(PIPELINE, "train", "resnet20", cwd=root)
+    assert proc.returncode == 2
+    assert "data/cifar10/highway-padded/train_leveldb, which does not exist: run `make data-cifar10` first" in proc.stderr
+    assert run_tool(PIPELINE, "quant", "resnet20", "--filter", "3x3", "--offset", "0.06",
+                    cwd=root).stderr.strip().endswith("run `make train-resnet20` first")
+
+
+def make_dry(*args):
+    out = subprocess.run(["make", "-n", *args], cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.splitlines()[-1]
+
+
+def test_makefile_passes_the_variables():
+    assert make_dry("train-sepnet-small", "ENGINE=torch", "GPU=0").endswith(
+        "tools/pipeline.py train sepnet-small --engine torch --gpu 0")
+    assert make_dry("quant", "NET=resnet20", "FILTER=3x3 5x5", "OFFSET=0.06").endswith(
+        "tools/pipeline.py quant resnet20 --filter 3x3 5x5 --offset 0.06 --engine caffe")
+    assert re.search(r"quant lenet --filter kxk --sweep 0.02:0.09:0.01 --engine caffe\s*$",
+                     make_dry("quant"))
+    assert make_dry("finetune", "NET=googlenet", "FILTER=3x3").endswith(
+        "tools/pipeline.py finetune googlenet --filter 3x3 --engine caffe")
