@@ -44,6 +44,22 @@ _SNAPSHOT_ITER = re.compile(r"_iter_(\d+)\.solverstate")
 _FATAL = re.compile(rb"^F\d{4} [^\]\n]*\] (.*)$", re.M)
 
 
+def _distinct(values):
+    """The distinct values of an array that changes rarely (thread ids), as a list."""
+    changes = np.flatnonzero(np.diff(values)) + 1
+    return np.unique(values[np.concatenate(([0], changes))]).tolist() if len(values) else []
+
+
+def _groups(keys):
+    """Distinct keys, the index where each first occurs, and each element's group number;
+    fast for keys that never decrease (the owner lines of outputs, in file order)."""
+    if len(keys) and (np.diff(keys) < 0).any():
+        return np.unique(keys, return_index=True, return_inverse=True)
+    new = np.concatenate(([True], keys[1:] != keys[:-1])) if len(keys) else np.zeros(0, bool)
+    first = np.flatnonzero(new)
+    return keys[first], first, np.cumsum(new) - 1
+
+
 def _floats(texts):
     return np.array([float(t) if t else np.nan for t in texts], dtype=np.float64)
 
@@ -61,6 +77,7 @@ class Table:
     columns: list
     cells: np.ndarray
     loss_columns: set = field(default_factory=set)     # printed with a loss weight
+    counts: np.ndarray = None       # how many outputs each row has
 
     def values(self, column):
         """The column as float64 (NaN where missing)."""
@@ -70,28 +87,30 @@ class Table:
         return _floats(self.lr)
 
     def is_loss(self, column):
-        """Lower is better: printed with a loss weight, or named like a loss."""
-        return column in self.loss_columns or "loss" in column.lower()
+        """Lower is better: printed with a loss weight, or named like a loss or an error
+        (the last part of the name: GoogLeNet's accuracy is "loss1/top-1")."""
+        last = column.rsplit("/", 1)[-1].lower()
+        return column in self.loss_columns or "loss" in last or "error" in last
 
     def csv_text(self):
         """The table as parse_log.py writes it: csv.excel (CRLF line ends), header NumIters,
         Seconds, LearningRate, then the outputs."""
+        def rows():
+            return zip(map(str, self.iters.tolist()), map(repr, self.seconds.tolist()),
+                       self.lr, *self.cells.T)
+
         out = io.StringIO()
-        csv.writer(out).writerow(["NumIters", "Seconds", "LearningRate"] + self.columns)
-        columns = [map(str, self.iters.tolist()), map(repr, self.seconds.tolist()), self.lr,
-                   *self.cells.T]
+        writer = csv.writer(out)
+        writer.writerow(["NumIters", "Seconds", "LearningRate"] + self.columns)
         # Caffe's numbers never need quoting, so rows are joined directly (csv.writer takes
         # several times longer); text that would need quoting goes through csv.writer.
-        body = "".join(map("{}\r\n".format, map(",".join, zip(*columns))))
-        rows, fields = len(self.iters), 3 + len(self.columns)
-        if body.count(",") != rows * (fields - 1) or body.count("\n") != rows \
-                or body.count("\r") != rows or '"' in body:
-            columns = [map(str, self.iters.tolist()), map(repr, self.seconds.tolist()),
-                       self.lr, *self.cells.T]
-            body = io.StringIO()
-            csv.writer(body).writerows(zip(*columns))
-            body = body.getvalue()
-        out.write(body)
+        body = "".join(map("{}\r\n".format, map(",".join, rows())))
+        n = len(self.iters)
+        if body.count(",") == n * (2 + len(self.columns)) and body.count("\n") == n \
+                and body.count("\r") == n and '"' not in body:
+            out.write(body)
+        else:
+            writer.writerows(rows())
         return out.getvalue()
 
 
@@ -156,8 +175,8 @@ def read_log(path, warn):
     """
     path = Path(path)
     raw = read_bytes(path)
-    if raw and not raw.endswith(b"\n"):
-        warn(f"{path}: the last line is incomplete (log cut off while being written); ignored")
+    cut = bool(raw) and not raw.endswith(b"\n")
+    if cut:
         raw = raw[:raw.rfind(b"\n") + 1]
     lines = glogscan.scan(raw)
     rows = lines.kind != EVENT
@@ -168,13 +187,15 @@ def read_log(path, warn):
                                        + fatal.group(1).decode(errors="replace").strip())
         raise CaffeFileError(path, "not a Caffe training log (no 'Iteration N' lines of "
                                    "Caffe's solver after glog's prefix)")
+    if cut:
+        warn(f"{path}: the last line is incomplete (log cut off while being written); ignored")
     runs, run_of = _runs(lines, raw, path, warn)
     owner, lr_of, orphans = _attach(lines, run_of)
-    garbled = raw.count(b"] Iteration ") + raw.count(b"net output #") - int(rows.sum()) + orphans
+    garbled = lines.rejected + orphans
     if garbled > 0:
         warn(f"{path}: {garbled} solver line(s) garbled or without their 'Iteration' line "
              "(cut off, or written into each other); skipped")
-    live = [r for r in range(len(runs)) if (rows & (run_of == r)).any()]
+    live = np.flatnonzero(np.bincount(run_of[rows], minlength=len(runs))).tolist()
     switches = int(np.count_nonzero(np.diff(lines.tid[rows])))
     if switches > len(live) - 1:
         tids = sorted({runs[r].tid for r in live})
@@ -205,7 +226,7 @@ def _runs(lines, raw, path, warn):
     is_row = kind != EVENT
     has_iter = (kind == DISPLAY) | (kind == LR) | (kind == TESTING)
     runs, run_of = [], np.empty(n, np.int64)
-    for tid in np.unique(lines.tid).tolist():
+    for tid in _distinct(lines.tid):
         idx = np.flatnonzero(lines.tid == tid)
         rows_before = np.cumsum(is_row[idx]) - is_row[idx]
         it_lines = idx[has_iter[idx]]
@@ -273,7 +294,7 @@ def _attach(lines, run_of):
     kind, n = lines.kind, len(lines.kind)
     owner = np.full(n, -1, np.int64)
     lr_of = np.full(n, -1, np.int64)
-    for tid in np.unique(lines.tid).tolist():
+    for tid in _distinct(lines.tid):
         idx = np.flatnonzero(lines.tid == tid)
         k = kind[idx]
         heads = idx[(k == DISPLAY) | (k == TESTING)]
@@ -359,8 +380,8 @@ def _series(lines, runs, group, run_of, alive, owner, lr_of, path, label, warn):
              for t in range(nets)]
     for table in [train] + tests:
         _warn_incomplete(path, label, table, warn)
-    weighted = outputs[(kind[outputs] == TRAIN_OUT) & (lines.weight_at[outputs] >= 0)]
-    heads, row = np.unique(owner[weighted], return_inverse=True)
+    weighted = outputs[(kind[outputs] == TRAIN_OUT) & (lines.tail[outputs] >= 0)]
+    heads, _, row = _groups(owner[weighted])
     params = next((runs[r].params for r in group if runs[r].params), {})
     return Series(
         path, label, train, tests,
@@ -374,18 +395,20 @@ def _series(lines, runs, group, run_of, alive, owner, lr_of, path, label, warn):
 
 def _table(kind, lines, outputs, owner, seconds, lr_of_rows):
     """parse_log.py's table of the rows that have `outputs`, columns in output order."""
-    heads, first, row = np.unique(owner[outputs], return_index=True, return_inverse=True)
+    heads, first, row = _groups(owner[outputs])
     names = lines.name[outputs]
     columns = list(dict.fromkeys(names.tolist()))
     index = {name: j for j, name in enumerate(columns)}
     col = np.fromiter(map(index.__getitem__, names.tolist()), np.int64, len(names))
-    if len(np.unique(row * max(len(columns), 1) + col)) < len(outputs):
+    filled = np.zeros((len(heads), len(columns)), bool)
+    filled[row, col] = True
+    if filled.sum() < len(outputs):             # a name repeated within a row
         columns, col = _distinct_columns(lines, outputs, row)
     cells = np.full((len(heads), len(columns)), "", object)
     cells[row, col] = lines.value[outputs]
-    loss_columns = {columns[j] for j in np.unique(col[lines.weight_at[outputs] >= 0]).tolist()}
+    loss_columns = {columns[j] for j in set(col[lines.tail[outputs] >= 0].tolist())}
     return Table(kind, lines.iteration[heads], seconds(outputs[first]), lr_of_rows(heads),
-                 columns, cells, loss_columns)
+                 columns, cells, loss_columns, np.bincount(row, minlength=len(heads)))
 
 
 def _distinct_columns(lines, outputs, row):
@@ -409,7 +432,7 @@ def _distinct_columns(lines, outputs, row):
 def _warn_incomplete(path, label, table, warn):
     if not len(table.iters):
         return
-    counts = (table.cells != "").sum(axis=1)
+    counts = table.counts
     short = np.flatnonzero(counts < counts.max())
     if len(short):
         where = ", ".join(map(str, table.iters[short[:5]].tolist())) \

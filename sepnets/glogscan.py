@@ -24,8 +24,8 @@ _NAME = 256               # the longest output name read
 @dataclass
 class SolverLines:
     """The solver's lines in file order, one array entry each."""
-    text: str                   # the whole log, one character per byte (latin-1)
-    offset: np.ndarray          # where the line starts in `text`
+    raw: bytes                  # the whole log
+    offset: np.ndarray          # where the line starts in `raw`
     kind: np.ndarray            # TRAIN_OUT ... EVENT
     tid: np.ndarray             # glog's thread id
     usec: np.ndarray            # time stamp in microseconds (see _day_numbers for the year)
@@ -34,13 +34,14 @@ class SolverLines:
     output: np.ndarray          # outputs: K of "output #K"
     name: np.ndarray            # outputs: the output's name; EVENT: which of EVENTS
     value: np.ndarray           # outputs: value; DISPLAY: loss; LR: rate; EVENT: the rest
-    weight_at: np.ndarray       # outputs printed with "(* W = Z loss)": where Z starts; else -1
-    weight_end: np.ndarray
+    tail: np.ndarray            # outputs printed with " (* W = Z loss)": where it starts; else -1
+    tail_end: np.ndarray
+    rejected: int = 0           # lines that look like the solver's but are not well formed
 
     def weighted(self, idx):
-        """The Z texts of output lines `idx` that have one."""
-        return [self.text[a:b] for a, b in zip(self.weight_at[idx].tolist(),
-                                               self.weight_end[idx].tolist())]
+        """The Z texts of the output lines `idx` (each printed with a loss weight)."""
+        return [self.raw[a:b].split()[3].decode() for a, b in zip(self.tail[idx].tolist(),
+                                                                   self.tail_end[idx].tolist())]
 
 
 def _word(text):
@@ -57,6 +58,8 @@ _ONES = np.uint64(0x0101010101010101)
 _HIGH = np.uint64(0x8080808080808080)
 _LOW7 = np.uint64(0x7F7F7F7F7F7F7F7F)
 _BYTE_MASKS = np.array([_word(b"\xff" * k)[1] for k in range(9)])   # the first k bytes
+_SPACES = _word(b" " * 8)[0]
+_CLOCK_DIGITS = _word(b"\xff\xff\0\xff\xff\0\xff\xff")[0]
 
 
 def _at_most(x, n):
@@ -67,11 +70,6 @@ def _at_most(x, n):
 def _nondigits(x):
     """Bytes that are not '0'..'9'."""
     return _at_most(x, 0x2F) | (((x & _LOW7) + _ONES * np.uint64(0x7F - 0x39)) | x) & _HIGH
-
-
-def _not_equal(x, byte):
-    z = x ^ (_ONES * np.uint64(byte))
-    return (((z & _LOW7) + _LOW7) | z) & _HIGH
 
 
 def _first_byte(mask):
@@ -88,20 +86,19 @@ def _last_byte(mask):
 
 
 class _Bytes:
-    """The text as zero-padded little-endian uint64 words, read at many positions at once."""
+    """The text, zero-padded, read 8 bytes at a time at many positions at once."""
 
     def __init__(self, raw):
         self.n = len(raw)
-        size = -(-(self.n + _PAD) // 8) * 8
-        self.buf = np.zeros(size, np.uint8)
+        self.buf = np.zeros(self.n + _PAD, np.uint8)
         self.buf[:self.n] = np.frombuffer(raw, np.uint8)
-        self.aligned = self.buf.view("<u8")
+        # element i: the 8 bytes from byte i on, as a little-endian uint64 (overlapping)
+        self.at = np.ndarray(shape=(len(self.buf) - 7,), dtype="<u8", buffer=self.buf,
+                             strides=(1,))
 
     def words(self, pos):
-        """The 8 bytes at each position, as one uint64 each (two aligned words shifted)."""
-        shift = ((pos & 7) << 3).astype(np.uint64)
-        at = pos >> 3
-        return (self.aligned[at] >> shift) | (self.aligned[at + 1] << (np.uint64(64) - shift))
+        """The 8 bytes at each position, as one uint64 each."""
+        return self.at[pos]
 
     def positions(self, byte):
         return np.flatnonzero(self.buf[:self.n] == byte)
@@ -179,7 +176,6 @@ def _eight_digits(words, count):
 def scan(raw):
     """The solver lines of `raw` (bytes whose last line ends with a newline)."""
     b = _Bytes(raw)
-    text = raw.decode("latin-1")            # one character per byte: offsets agree
     ends = b.positions(10)
     brackets = b.positions(93)
 
@@ -189,7 +185,11 @@ def scan(raw):
         + [_word(w + " ")[0] for w in EVENTS]
     cand = np.flatnonzero(np.isin(head, np.array(wanted))
                           & (b.buf[brackets + 1] == 32))
-    bracket = brackets[cand]
+    # a solver line ("Iteration N", "net output #") that is not well formed counts as rejected
+    rowlike = np.isin(head[cand], np.array(wanted[:2])) \
+        | ((head[cand] == wanted[2]) & b.starts_with(brackets[cand] + 10, b"n ")
+           & (b.digits(brackets[cand] + 12, 1)[1] > 0))
+    bracket, head = brackets[cand], head[cand]
     line = np.searchsorted(ends, bracket)
     s = np.where(line > 0, ends[np.maximum(line - 1, 0)] + 1, 0)
     e = ends[line]
@@ -211,32 +211,32 @@ def scan(raw):
     tid_end[wide] = b.token_end(tid_end[wide], 8)
     field = b.words(tid_end - 8) & ~_BYTE_MASKS[np.maximum(8 - (tid_end - t - 16), 0)]
     tid = _eight_digits(field, 8)                       # the spaces before it count 0
-    tid_ok = (_nondigits(b.words(tid_end - 1)) & _BYTE_MASKS[1] == 0) \
-        & (b.buf[tid_end] == 32) & (tid_end - t - 16 <= 8)
+    tid_ok = (_nondigits(field) & ~_BYTE_MASKS[7] == 0) & (b.buf[tid_end] == 32) \
+        & (tid_end - t - 16 <= 8)                      # (its last byte a digit)
     first = brackets[np.minimum(np.searchsorted(brackets, tid_end), len(brackets) - 1)]
     ok &= (stamp >= 0) & tid_ok & (first == bracket)
-    s, e, t, datelen, stamp, tid, body = s[ok], e[ok], t[ok], datelen[ok], stamp[ok], tid[ok], \
-        bracket[ok] + 2
+    s, e, t, datelen, stamp, tid, body, head = s[ok], e[ok], t[ok], datelen[ok], stamp[ok], \
+        tid[ok], bracket[ok] + 2, head[ok]
     usec = _usec(b, t, stamp, datelen)
     ok = usec >= 0
-    s, e, usec, tid, body = s[ok], e[ok], usec[ok], tid[ok], body[ok]
+    s, e, usec, tid, body, head = s[ok], e[ok], usec[ok], tid[ok], body[ok], head[ok]
 
     n = len(s)
-    lines = SolverLines(text=text, offset=s, kind=np.full(n, -1, np.int64), tid=tid,
+    lines = SolverLines(raw=raw, offset=s, kind=np.full(n, -1, np.int64), tid=tid,
                         usec=usec, iteration=np.full(n, -1, np.int64), net=np.zeros(n, np.int64),
                         output=np.zeros(n, np.int64), name=np.full(n, "", object),
-                        value=np.full(n, "", object), weight_at=np.full(n, -1, np.int64),
-                        weight_end=np.full(n, -1, np.int64))
-    head = b.words(body)
-    _read_outputs(b, text, lines, body, e, head)
-    _read_iterations(b, text, lines, body, e, head)
-    _read_events(text, lines, body, e, head)
+                        value=np.full(n, "", object), tail=np.full(n, -1, np.int64),
+                        tail_end=np.full(n, -1, np.int64))
+    _read_outputs(b, raw, lines, body, e, head)
+    _read_iterations(b, raw, lines, body, e, head)
+    _read_events(raw, lines, body, e, head)
     sel = np.flatnonzero(lines.kind >= 0)
-    arrays = list(SolverLines.__dataclass_fields__)[1:]
-    return SolverLines(text, *(getattr(lines, f)[sel] for f in arrays))
+    arrays = list(SolverLines.__dataclass_fields__)[1:-1]
+    rejected = int(rowlike.sum()) - int((lines.kind[sel] != EVENT).sum())
+    return SolverLines(raw, *(getattr(lines, f)[sel] for f in arrays), rejected=rejected)
 
 
-def _read_outputs(b, text, lines, body, e, head):
+def _read_outputs(b, raw, lines, body, e, head):
     """`    Train net output #K: NAME = VALUE`, with ` (* W = Z loss)` for a loss. Names
     and values hold no spaces (as parse_log.py reads them)."""
     train = head == _word("    Trai")[0]
@@ -248,31 +248,26 @@ def _read_outputs(b, text, lines, body, e, head):
         & (train == (b.buf[at + 8] == 110))
     index, index_len = b.digits(index_at)
     name_at = index_at + index_len + 2
-    name_end = b.token_end(name_at, _NAME)
+    name, name_end = _names(b, raw, train * (int(index.max(initial=0)) + 1) + index, name_at)
     value_at = name_end + 3
     value_end = b.token_end(value_at)
-    # " (* W = Z loss)"
-    factor_end = b.token_end(value_end + 4)
-    weight_at = factor_end + 3
-    weight_end = b.token_end(weight_at)
-    weighted = b.starts_with(value_end, b" (* ") & (factor_end > value_end + 4) \
-        & b.starts_with(factor_end, b" = ") & (weight_end > weight_at) \
-        & b.starts_with(weight_end, b" loss)") & (weight_end + 6 == end)
+    # " (* W = Z loss)": its inside is read only when the plot needs Z (SolverLines.weighted)
+    weighted = b.starts_with(value_end, b" (* ") & b.starts_with(end - 6, b" loss)") \
+        & (end - value_end >= 15)
     ok = prefix_ok & (index_len > 0) & b.starts_with(name_at - 2, b": ") \
         & (name_end > name_at) & b.starts_with(name_end, b" = ") & (value_end > value_at) \
         & ((value_end == end) | weighted)
     rows, train, index = rows[ok], train[ok], index[ok]
     lines.kind[rows] = np.where(train, TRAIN_OUT, TEST_OUT)
     lines.output[rows] = index
-    lines.name[rows] = _names(b, text, train * (int(index.max(initial=0)) + 1) + index,
-                              name_at[ok], name_end[ok])
-    lines.value[rows] = _texts(b, text, value_at[ok], value_end[ok])
+    lines.name[rows] = name[ok]
+    lines.value[rows] = _texts(b, raw, value_at[ok], value_end[ok])
     w = weighted[ok]
-    lines.weight_at[rows[w]] = weight_at[ok][w]
-    lines.weight_end[rows[w]] = weight_end[ok][w]
+    lines.tail[rows[w]] = value_end[ok][w]
+    lines.tail_end[rows[w]] = end[ok][w]
 
 
-def _read_iterations(b, text, lines, body, e, head):
+def _read_iterations(b, raw, lines, body, e, head):
     """`Iteration N (...), loss = L`, `Iteration N, loss = L`, `Iteration N, lr = R`,
     `Iteration N, Testing net (#T)`."""
     rows = np.flatnonzero(head == _word("Iteratio")[0])
@@ -285,23 +280,25 @@ def _read_iterations(b, text, lines, body, e, head):
     display = has_value & b.starts_with(value_at - 7, b"loss = ") \
         & (b.starts_with(after, b" (") | (value_at == after + 9))
     lr = has_value & b.starts_with(after, b", lr = ") & (value_at == after + 7)
-    net, net_len = b.digits(after + 16)
-    testing = named & b.starts_with(after, b", Testing net (#") & (net_len > 0) \
-        & (b.buf[after + 16 + net_len] == 41)
+    testing = named & b.starts_with(after, b", Testing net (#")
+    net, net_len = b.digits(after[testing] + 16)
+    well_formed = (net_len > 0) & (b.buf[after[testing] + 16 + net_len] == 41)
+    net = net[well_formed]
+    testing[testing] = well_formed
     for mask, code in ((display, DISPLAY), (lr, LR), (testing, TESTING)):
         lines.kind[rows[mask]] = code
     found = display | lr | testing
     lines.iteration[rows[found]] = number[found]
-    lines.net[rows[testing]] = net[testing]
+    lines.net[rows[testing]] = net
     valued = display | lr
-    lines.value[rows[valued]] = _texts(b, text, value_at[valued], end[valued])
+    lines.value[rows[valued]] = _texts(b, raw, value_at[valued], end[valued])
 
 
-def _read_events(text, lines, body, e, head):
+def _read_events(raw, lines, body, e, head):
     """The solver's events; few lines, so each is read on its own."""
     prefixes = np.array([_word(w + " ")[0] for w in EVENTS])
     for j in np.flatnonzero(np.isin(head, prefixes)).tolist():
-        message = text[body[j]:e[j]]
+        message = _cut(raw, body[j], e[j])
         for word in EVENTS:
             if message.startswith(word):
                 lines.kind[j] = EVENT
@@ -310,56 +307,73 @@ def _read_events(text, lines, body, e, head):
                 break
 
 
-def _texts(b, text, starts, ends):
-    """text[starts[i]:ends[i]] for spans that hold no byte <= space and end just before one:
-    cut out together and split, several times faster than slicing one by one."""
+def _cut(raw, start, end):
+    return raw[start:end].decode("utf-8", errors="replace")
+
+
+def _texts(b, raw, starts, ends):
+    """The texts of raw[starts[i]:ends[i]], spans that hold no byte <= space: each (when
+    shorter than 16 bytes, as Caffe's numbers are) is read as two words padded with spaces,
+    all are decoded at once and split, several times faster than cutting them one by one."""
     if not len(starts):
         return []
-    lengths = ends - starts + 1                         # with the separator after each span
-    offsets = np.repeat(starts - np.cumsum(lengths) + lengths, lengths)
-    joined = b.buf[offsets + np.arange(len(offsets))].tobytes()
-    if joined.isascii():
-        parts = joined.decode("ascii").split()
-        if len(parts) == len(starts):
-            return parts
-    return [text[x:y] for x, y in zip(starts.tolist(), ends.tolist())]
-
-
-def _names(b, text, key, starts, ends):
-    """Output names. The rows of one net print the same name for the same output number
-    (`key`), so each is compared in bulk with the first one seen and sliced once."""
-    names = np.empty(len(starts), object)
     lengths = ends - starts
+    if lengths.min() >= 1 and lengths.max() <= 15:
+        words = np.empty((len(starts), 2), "<u8")
+        for half in (0, 1):
+            mask = _BYTE_MASKS[np.clip(lengths - 8 * half, 0, 8)]
+            words[:, half] = (b.words(starts + 8 * half) & mask) | (_SPACES & ~mask)
+        joined = words.tobytes()
+        if joined.isascii():
+            parts = joined.decode("ascii").split()
+            if len(parts) == len(starts):
+                return parts
+    return [_cut(raw, x, y) for x, y in zip(starts.tolist(), ends.tolist())]
+
+
+def _names(b, raw, key, starts):
+    """The name (a token) at each position, and where it ends. The rows of one net print the
+    same name for the same output number (`key`): each row is compared in bulk with the first
+    row of its key, name and the space after it, and only those first rows are cut out."""
+    names = np.empty(len(starts), object)
+    ends = np.array(starts)
     left = np.arange(len(starts))
-    for _ in range(8):                          # rounds: distinct names per number, then slices
+    for _ in range(8):                     # rounds: distinct names per key, then one by one
         if not len(left):
             break
-        keys, where = np.unique(key[left], return_inverse=True) if key[left].max() > 65535 \
-            else (None, key[left])                  # small keys index an array directly
+        where = key[left] if key[left].max() <= 65535 \
+            else np.unique(key[left], return_inverse=True)[1]   # small keys index directly
         first = np.full(int(where.max()) + 1, -1, np.int64)
         first[where[::-1]] = left[::-1]                         # the last write wins
-        ref_of = first[where]
-        same = lengths[left] == lengths[ref_of]
-        for at in range(0, int(lengths[left].max()), 8):
-            mask = _BYTE_MASKS[np.clip(lengths[left] - at, 0, 8)]
-            same &= ((b.words(starts[left] + at) ^ b.words(starts[ref_of] + at)) & mask) == 0
-        spelled = np.empty(len(first), object)
         refs = np.flatnonzero(first >= 0)
-        spelled[refs] = [text[starts[r]:ends[r]] for r in first[refs].tolist()]
+        length = np.zeros(len(first), np.int64)
+        length[refs] = b.token_end(starts[first[refs]], _NAME) - starts[first[refs]]
+        spelled = np.empty(len(first), object)
+        spelled[refs] = [_cut(raw, starts[r], starts[r] + length[k])
+                         for k, r in zip(refs.tolist(), first[refs].tolist())]
+        ref_of, size = first[where], length[where]
+        same = size > 0
+        for at in range(0, int(size.max(initial=0)) + 1, 8):
+            mask = _BYTE_MASKS[np.clip(size + 1 - at, 0, 8)]
+            same &= ((b.words(starts[left] + at) ^ b.words(starts[ref_of] + at)) & mask) == 0
         names[left[same]] = spelled[where[same]]
+        ends[left[same]] += size[same]
         left = left[~same]
-    names[left] = [text[x:y] for x, y in zip(starts[left].tolist(), ends[left].tolist())]
-    return names
+    ends[left] = b.token_end(starts[left], _NAME)
+    names[left] = [_cut(raw, x, y) for x, y in zip(starts[left].tolist(), ends[left].tolist())]
+    return names, ends
 
 
 def _usec(b, t, stamp, datelen):
     """Microseconds of each time stamp hh:mm:ss.uuuuuu; -1 where it is not one."""
-    hours, minutes, seconds = (b.fixed_digits(t + k, 2) for k in (0, 3, 6))
+    clock = b.words(t) & _CLOCK_DIGITS               # "hh:mm:ss" as "hh0mm0ss"
+    hhmmss = np.where(_nondigits(clock) & _CLOCK_DIGITS & _HIGH == 0,
+                      _eight_digits(clock, 8), -1)
     micro = b.fixed_digits(t + 9, 6)
     days = _day_numbers(stamp, datelen)
-    usec = (((days * 24 + hours) * 60 + minutes) * 60 + seconds) * 1_000_000 + micro
-    return np.where((days >= 0) & (hours >= 0) & (minutes >= 0) & (seconds >= 0)
-                    & (micro >= 0), usec, -1)
+    seconds = hhmmss // 1_000_000 * 3600 + hhmmss // 1000 % 100 * 60 + hhmmss % 100
+    usec = (days * 86400 + seconds) * 1_000_000 + micro
+    return np.where((days >= 0) & (hhmmss >= 0) & (micro >= 0), usec, -1)
 
 
 def _day_numbers(stamp, datelen):
