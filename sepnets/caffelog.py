@@ -61,7 +61,19 @@ def _groups(keys):
 
 
 def _floats(texts):
-    return np.array([float(t) if t else np.nan for t in texts], dtype=np.float64)
+    """Numbers from texts; NaN for '' (a missing cell) and for text that is not a number."""
+    texts = list(texts)
+    try:
+        return np.array(texts, dtype=np.float64)
+    except ValueError:
+        return np.array([_float(t) for t in texts], dtype=np.float64)
+
+
+def _float(text):
+    try:
+        return float(text)
+    except ValueError:
+        return np.nan
 
 
 @dataclass

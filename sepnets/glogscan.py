@@ -7,6 +7,7 @@ glog's YYYYMMDD, time to the microsecond, thread id, source). The messages kept 
 in caffelog's docstring: Train/Test net output lines, "Iteration N ..." lines (display, lr,
 Testing net) and the solver's events. Every other line is skipped.
 """
+import re
 from dataclasses import dataclass
 from datetime import date
 
@@ -19,6 +20,10 @@ EVENTS = ("Solving", "Resuming from", "Restoring previous solver status from",
 _PAD = 320                # zero bytes after the text: fixed-width reads never run past it
 _NUMBER = 40              # a number Caffe prints ("-1.17549e-38") is far shorter
 _NAME = 256               # the longest output name read
+_LOSS_TERM = re.compile(rb" \(\* [^ ]+ = ([^ ]+) loss\)")
+# the bytes of a number as Caffe prints it: digits, ., e, E, +, -, nan, inf (and padding)
+_NUMBER_BYTES = np.zeros(256, bool)
+_NUMBER_BYTES[list(b"0123456789.eE+-nafiNAFI ")] = True
 
 
 @dataclass
@@ -39,9 +44,11 @@ class SolverLines:
     rejected: int = 0           # lines that look like the solver's but are not well formed
 
     def weighted(self, idx):
-        """The Z texts of the output lines `idx` (each printed with a loss weight)."""
-        return [self.raw[a:b].split()[3].decode() for a, b in zip(self.tail[idx].tolist(),
-                                                                   self.tail_end[idx].tolist())]
+        """The Z texts of the output lines `idx` (each printed with a loss weight; '' where
+        " (* W = Z loss)" is not well formed)."""
+        found = (_LOSS_TERM.fullmatch(self.raw, a, b) for a, b in
+                 zip(self.tail[idx].tolist(), self.tail_end[idx].tolist()))
+        return [m.group(1).decode("latin-1") if m else "" for m in found]
 
 
 def _word(text):
@@ -187,8 +194,8 @@ def scan(raw):
                           & (b.buf[brackets + 1] == 32))
     # a solver line ("Iteration N", "net output #") that is not well formed counts as rejected
     rowlike = np.isin(head[cand], np.array(wanted[:2])) \
-        | ((head[cand] == wanted[2]) & b.starts_with(brackets[cand] + 10, b"n ")
-           & (b.digits(brackets[cand] + 12, 1)[1] > 0))
+        | ((head[cand] == wanted[2]) & (b.buf[brackets[cand] + 10] == 110)
+           & (b.buf[brackets[cand] + 11] == 32) & (b.buf[brackets[cand] + 12] - 48 <= 9))
     bracket, head = brackets[cand], head[cand]
     line = np.searchsorted(ends, bracket)
     s = np.where(line > 0, ends[np.maximum(line - 1, 0)] + 1, 0)
@@ -257,11 +264,13 @@ def _read_outputs(b, raw, lines, body, e, head):
     ok = prefix_ok & (index_len > 0) & b.starts_with(name_at - 2, b": ") \
         & (name_end > name_at) & b.starts_with(name_end, b" = ") & (value_end > value_at) \
         & ((value_end == end) | weighted)
+    values, numeric = _numbers(b, raw, value_at[ok], value_end[ok])
+    ok[ok] = numeric
     rows, train, index = rows[ok], train[ok], index[ok]
     lines.kind[rows] = np.where(train, TRAIN_OUT, TEST_OUT)
     lines.output[rows] = index
     lines.name[rows] = name[ok]
-    lines.value[rows] = _texts(b, raw, value_at[ok], value_end[ok])
+    lines.value[rows] = _kept(values, numeric)
     w = weighted[ok]
     lines.tail[rows[w]] = value_end[ok][w]
     lines.tail_end[rows[w]] = end[ok][w]
@@ -285,13 +294,16 @@ def _read_iterations(b, raw, lines, body, e, head):
     well_formed = (net_len > 0) & (b.buf[after[testing] + 16 + net_len] == 41)
     net = net[well_formed]
     testing[testing] = well_formed
+    valued = display | lr
+    values, numeric = _numbers(b, raw, value_at[valued], end[valued])
+    display[valued] &= numeric
+    lr[valued] &= numeric
     for mask, code in ((display, DISPLAY), (lr, LR), (testing, TESTING)):
         lines.kind[rows[mask]] = code
     found = display | lr | testing
     lines.iteration[rows[found]] = number[found]
     lines.net[rows[testing]] = net
-    valued = display | lr
-    lines.value[rows[valued]] = _texts(b, raw, value_at[valued], end[valued])
+    lines.value[rows[display | lr]] = _kept(values, numeric)
 
 
 def _read_events(raw, lines, body, e, head):
@@ -311,24 +323,32 @@ def _cut(raw, start, end):
     return raw[start:end].decode("utf-8", errors="replace")
 
 
-def _texts(b, raw, starts, ends):
-    """The texts of raw[starts[i]:ends[i]], spans that hold no byte <= space: each (when
-    shorter than 16 bytes, as Caffe's numbers are) is read as two words padded with spaces,
-    all are decoded at once and split, several times faster than cutting them one by one."""
+def _numbers(b, raw, starts, ends):
+    """The texts of raw[starts[i]:ends[i]], spans that hold no byte <= space, and whether
+    each is made of the bytes of a number. A span shorter than 16 bytes (as Caffe's numbers
+    are) is read as two words padded with spaces; all are decoded at once and split, several
+    times faster than cutting them one by one."""
     if not len(starts):
-        return []
+        return [], np.zeros(0, bool)
     lengths = ends - starts
     if lengths.min() >= 1 and lengths.max() <= 15:
         words = np.empty((len(starts), 2), "<u8")
         for half in (0, 1):
             mask = _BYTE_MASKS[np.clip(lengths - 8 * half, 0, 8)]
             words[:, half] = (b.words(starts + 8 * half) & mask) | (_SPACES & ~mask)
+        numeric = _NUMBER_BYTES[words.view(np.uint8)].all(axis=1)
         joined = words.tobytes()
         if joined.isascii():
             parts = joined.decode("ascii").split()
             if len(parts) == len(starts):
-                return parts
-    return [_cut(raw, x, y) for x, y in zip(starts.tolist(), ends.tolist())]
+                return parts, numeric
+    texts = [_cut(raw, x, y) for x, y in zip(starts.tolist(), ends.tolist())]
+    return texts, np.array([len(t) < 16 and _NUMBER_BYTES[list(t.encode())].all()
+                            for t in texts], bool)
+
+
+def _kept(texts, keep):
+    return texts if keep.all() else np.array(texts, object)[keep]
 
 
 def _names(b, raw, key, starts):

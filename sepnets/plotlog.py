@@ -43,6 +43,9 @@ def main(argv=None):
         if fmt not in FORMATS:
             raise UserError(f"{args.output}: unknown figure format '.{fmt}'; use one of "
                             + ", ".join("." + f for f in FORMATS))
+    for out in filter(None, (args.output, args.csv)):       # before anything is written
+        if not Path(out).parent.is_dir():
+            raise UserError(f"{out}: output directory {Path(out).parent} does not exist")
 
     def warn(message):
         print(f"plot_log.py: warning: {message}", file=sys.stderr)
@@ -101,13 +104,12 @@ def write_csv(series, prefix, inputs=()):
 def summary(s):
     """A few lines on one training: its span, learning rate steps, and per test output the
     final value and the best one (lowest for losses, highest otherwise) with iterations."""
-    last = max([int(s.loss.iters[-1])] if len(s.loss.iters) else []
-               + [int(t.iters[-1]) for t in s.tests if len(t.iters)]
-               + ([int(s.lr.iters[-1])] if len(s.lr.iters) else []), default=0)
+    last = max((int(c.iters[-1]) for c in [s.loss, s.lr, *s.tests] if len(c.iters)), default=0)
     facts = [f"iterations up to {last}", f"{len(s.loss.iters)} displays",
              f"{sum(len(t.iters) for t in s.tests)} tests"]
-    if len(s.loss.seconds):
-        facts.append(_duration(float(s.loss.seconds[-1])))
+    ends = [float(c.seconds[-1]) for c in [s.loss, s.lr, *s.tests] if len(c.seconds)]
+    if ends:
+        facts.append(_duration(max(ends)))
     facts += [f"resumed at {r}" for r in s.resumed_at]
     facts.append("finished" if s.done else "not finished (running, or stopped)")
     lines = [f"{s.label}: " + ", ".join(facts)]

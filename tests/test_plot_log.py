@@ -73,7 +73,7 @@ def test_authors_log_cli_figure_csv_and_summary(authors, tmp_path):
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0].startswith(f"{AUTHORS_LOG}: iterations up to 80000, 801 displays, 81 tests, "
-                               "5:38:39 wall clock, resumed at 50000, finished")
+                               "5:38:44 wall clock, resumed at 50000, finished")
     assert "  lr: 0.1 from 0 -> 0.01 from 48000 -> 0.001 from 64000" in lines
     assert "  test acctop1: final 0.9118 at 80000, best 0.9141 at 70000 (highest)" in lines
     assert "  test acctop5: final 0.9974 at 80000, best 0.9976 at 73000 (highest)" in lines
@@ -277,7 +277,8 @@ def test_overlaid_logs_write_one_csv_set_each(tmp_path):
         assert (tmp_path / name).read_text().startswith("NumIters,Seconds,LearningRate,acctop1")
 
 
-@pytest.mark.parametrize("case", ["missing", "prototxt", "binary", "fatal", "metric", "format"])
+@pytest.mark.parametrize("case", ["missing", "prototxt", "binary", "fatal", "metric", "format",
+                                  "directory"])
 def test_errors_are_one_line(tmp_path, case):
     log = write(tmp_path, "ok.log", small_log().text())
     argv, expected = {
@@ -289,6 +290,7 @@ def test_errors_are_one_line(tmp_path, case):
                   "no training iterations; Caffe stopped with: Check failed: x == y"),
         "metric": ([log, "--metric", "acctop9"], "--metric acctop9: no such output"),
         "format": ([log, "-o", tmp_path / "x.doc"], "unknown figure format '.doc'"),
+        "directory": ([log, "--csv", tmp_path / "no" / "out"], "output directory"),
     }[case]
     proc = run_tool("tools/plot_log.py", *argv)
     assert proc.returncode == 2 and expected in proc.stderr
