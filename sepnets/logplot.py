@@ -27,8 +27,12 @@ def render(series, fmt, metrics=None, x="iters"):
     panels = 2 + len(names)
     ncols = 2 if panels <= 4 else 3
     nrows = math.ceil(panels / ncols)
-    fig = Figure(figsize=(5.2 * ncols, 3.4 * nrows + 0.9), dpi=100, layout="constrained")
+    width, height = 5.2 * ncols, 3.4 * nrows + 0.8
+    fig = Figure(figsize=(width, height), dpi=100)
     FigureCanvasAgg(fig)
+    # fixed margins in inches (matplotlib's constrained layout takes seconds for many panels)
+    fig.subplots_adjust(left=0.75 / width, right=1 - 0.25 / width, bottom=0.55 / height,
+                        top=1 - 1.0 / height, wspace=0.25, hspace=0.5)
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     for ax in axes[panels:]:
         ax.set_visible(False)
@@ -80,8 +84,8 @@ def render(series, fmt, metrics=None, x="iters"):
     handles += [Line2D([], [], color="gray", linestyle=NET_STYLES[t % len(NET_STYLES)],
                        marker="o", markersize=2.5, label=f"test net #{t}") for t in range(nets)]
     handles.append(Line2D([], [], color="gray", label="train (at displays)", **TRAIN_STYLE))
-    fig.legend(handles=handles, loc="outside upper center", ncols=min(len(handles), 5),
-               fontsize="small")
+    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 1 - 0.08 / height),
+               ncols=min(len(handles), 5), fontsize="small", frameon=False)
     out = io.BytesIO()
     fig.savefig(out, format=fmt)
     return out.getvalue()

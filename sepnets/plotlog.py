@@ -12,6 +12,7 @@ from sepnets.caffeio import atomic_write
 from sepnets.errors import UserError
 
 FORMATS = ("png", "pdf", "svg", "jpg", "jpeg", "tif", "tiff", "webp", "eps", "ps")
+MOST_PANELS = 30          # output panels drawn without --metric (a figure stays readable)
 
 
 def parse_args(argv):
@@ -57,6 +58,11 @@ def main(argv=None):
         written += write_csv(series, args.csv, inputs=args.logs)
     if args.output:
         from sepnets import logplot      # matplotlib only when a figure is asked for
+        if metrics is None and len(logplot.output_names(series)) > MOST_PANELS:
+            names = logplot.output_names(series)
+            warn(f"{len(names)} outputs: the figure shows the first {MOST_PANELS}; choose "
+                 "others with --metric")
+            metrics = names[:MOST_PANELS]
         atomic_write(args.output, logplot.render(series, fmt, metrics, args.x), inputs=args.logs)
         written.append(args.output)
     for s in series:

@@ -317,3 +317,19 @@ def test_csv_quotes_text_that_needs_it():
     rows = list(csv.reader(table.csv_text().splitlines()))
     assert rows == [["NumIters", "Seconds", "LearningRate", "acc,top1", "loss"],
                     ["0", "0.5", "0.1", "0.5", "1,5"], ["10", "1.25", "0.1", "0.75", "2"]]
+
+
+def test_repeated_names_and_many_outputs(tmp_path):
+    # an output blob with three values prints its name three times (#0, #1, #2)
+    outputs = [("per_class", 0)] * 3 + [(f"class{k}/acc", 0) for k in range(32)] + [("loss", 1)]
+    log = small_log(test_nets=[outputs])
+    path = write(tmp_path, "many.log", log.text())
+    (series,), _ = read(path)
+    assert series.tests[0].columns[:4] == ["per_class", "per_class_1", "per_class_2", "class0/acc"]
+    assert len(series.tests[0].columns) == 36
+    proc = run_tool("tools/plot_log.py", path, "-o", tmp_path / "many.png")
+    assert proc.returncode == 0, proc.stderr
+    # 36 test outputs and the train net's acctop1, acctop5
+    assert "38 outputs: the figure shows the first 30; choose others with --metric" in proc.stderr
+    with Image.open(tmp_path / "many.png") as image:
+        assert image.size[1] < 4000
