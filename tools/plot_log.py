@@ -1,0 +1,14 @@
+#!/usr/bin/env python3
+"""Plots, parse_log.py-style CSV tables and a summary of Caffe training logs."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from sepnets.bootstrap import ensure_venv  # noqa: E402
+
+ensure_venv()
+from sepnets.errors import cli  # noqa: E402
+from sepnets.plotlog import main  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(cli(main)())
