@@ -50,7 +50,7 @@ SWEEP ?= 0.02:0.09:0.01
 ENGINE ?= caffe
 GPU ?=
 PIPELINE = $(PY) tools/pipeline.py
-RUN_FLAGS = --engine $(ENGINE) $(if $(GPU),--gpu $(GPU))
+RUN_FLAGS = --engine $(ENGINE)$(if $(GPU), --gpu $(GPU))
 
 .PHONY: quant finetune eval plot results
 # `make train-googlenet`, `make train-resnet20`, `make train-sepnet-small`, ...: logs go to
@@ -62,10 +62,10 @@ quant: setup
 	$(PIPELINE) quant $(NET) --filter $(FILTER) $(if $(OFFSET),--offset $(OFFSET),--sweep $(SWEEP)) $(RUN_FLAGS)
 
 finetune: setup
-	$(PIPELINE) finetune $(NET) --filter $(FILTER) $(if $(OFFSET),--offset $(OFFSET)) $(RUN_FLAGS)
+	$(PIPELINE) finetune $(NET) --filter $(FILTER)$(if $(OFFSET), --offset $(OFFSET)) $(RUN_FLAGS)
 
 eval: setup
-	$(PIPELINE) eval $(NET) --filter $(FILTER) $(if $(OFFSET),--offset $(OFFSET)) $(RUN_FLAGS)
+	$(PIPELINE) eval $(NET) --filter $(FILTER)$(if $(OFFSET), --offset $(OFFSET)) $(RUN_FLAGS)
 
 plot: setup
 	$(PIPELINE) plot $(NET)

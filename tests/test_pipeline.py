@@ -92,7 +92,7 @@ def test_train_resumes_from_the_newest_solverstate(stock, tmp_path):
     del param.test_iter[:]
     param.test_iter.append(1)
     caffeio.write_text(solver, param)
-    assert run_tool(REPO / "tools" / "prepare_mnist.py", cwd=root).returncode == 0
+    assert run_tool(REPO / "tools" / "prepare_mnist.py", "--out-dir", "data/mnist", cwd=root).returncode == 0
     first = run_tool(PIPELINE, "train", "lenet", cwd=root)
     assert first.returncode == 0, first.stderr
     models = root / "models/lenet"
@@ -122,7 +122,7 @@ def test_missing_data_names_the_make_target(tmp_path):
 def make_dry(*args):
     out = subprocess.run(["make", "-n", *args], cwd=REPO, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
-    return out.stdout.splitlines()[-1]
+    return out.stdout.splitlines()[-1].rstrip()
 
 
 def test_makefile_passes_the_variables():
