@@ -171,17 +171,14 @@ class Net:
 
     @staticmethod
     def _loss_weights(layer):
-        given = list(layer.param.loss_weight)
+        given = [float(np.float32(w)) for w in layer.param.loss_weight]
+        if not given and getattr(layer, "IS_LOSS", False):
+            given = [1.0]  # Caffe's LossLayer adds one weight, for its first top
         tops = len(layer.param.top)
-        if given:
-            if len(given) != tops:
-                raise UserError(f"layer '{layer.name}': loss_weight must be unspecified or "
-                                f"specified once per top blob ({tops})")
-            return [float(np.float32(w)) for w in given]
-        weights = [0.0] * tops
-        if getattr(layer, "IS_LOSS", False) and tops:
-            weights[0] = 1.0
-        return weights
+        if given and len(given) != tops:
+            raise UserError(f"layer '{layer.name}': loss_weight must be unspecified or "
+                            f"specified once per top blob ({tops} tops, {len(given)} weights)")
+        return given or [0.0] * tops
 
     def _append_params(self, layer):
         specs = layer.param.param
@@ -270,6 +267,8 @@ class Net:
             tensors.append(loss)
             grads.append(torch.ones_like(loss))
         for name, diff in (top_diffs or {}).items():
+            if not self.blobs[name].requires_grad:
+                continue  # a blob nothing learnable or differentiable made, e.g. Accuracy's
             tensors.append(self.blobs[name])
             grads.append(torch.as_tensor(np.asarray(diff, np.float32), device=self.device))
         if tensors:

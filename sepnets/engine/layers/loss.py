@@ -49,14 +49,14 @@ class LossLayer(Layer):
 @register
 class SoftmaxWithLoss(LossLayer):
     """-sum(log(max(p[label], FLT_MIN))) / normalizer; gradient (p - onehot) / normalizer,
-    zero where the label is ignore_label. The optional second top holds the probabilities
-    (no gradient flows back through it, as in Caffe)."""
+    zero where the label is ignore_label. One top: stock Caffe 1.0 cannot set up the optional
+    second (probabilities) top (its inner Softmax layer rejects the loss weights)."""
     TYPE = "SoftmaxWithLoss"
     PARAMS = ("loss_param", "softmax_param")
     FIELDS = {"loss_param": {"ignore_label", "normalization", "normalize"},
               "softmax_param": {"axis", "engine"}}
     NUM_BOTTOMS = 2
-    NUM_TOPS = (1, 2)
+    NUM_TOPS = 1
 
     def setup(self, shapes):
         p = self.param.loss_param
@@ -104,11 +104,7 @@ class SoftmaxWithLoss(LossLayer):
         else:
             count = None
         normalizer = self._normalizer(count).to(scores.device)
-        loss = -picked.sum() / normalizer
-        tops = [loss]
-        if len(self.param.top) > 1:
-            tops.append(torch.exp(log_prob).detach())
-        return tops
+        return [-picked.sum() / normalizer]
 
 
 @register

@@ -51,12 +51,11 @@ class Convolution(Layer):
 Pool = caffe_pb2.PoolingParameter
 
 
-def _pool_windows(size, kernel, stride, pad, out):
-    """Per output position along one axis: Caffe's AVE divisor extent (window clipped to
-    size + pad) and whether the window lies entirely outside the input."""
+def _pool_extents(size, kernel, stride, pad, out):
+    """Per output position along one axis: the extent of Caffe's window clipped to the padded
+    input (the AVE divisor; Caffe counts the padding)."""
     starts = np.arange(out) * stride - pad
-    ends = np.minimum(starts + kernel, size + pad)
-    return ends - starts, starts >= size
+    return np.minimum(starts + kernel, size + pad) - starts
 
 
 @register
@@ -85,6 +84,11 @@ class Pooling(Layer):
         out = tuple(self.top_shapes[0][2:])
         self.kernel, self.stride, self.pad, self.out = kernel, stride, pad, out
         self.max = p.pool == Pool.MAX
+        if any((o - 1) * s - pd >= size for size, s, pd, o in zip((h, w), stride, pad, out)):
+            # stock Caffe indexes outside its buffers here (it crashes or averages garbage)
+            self.fail(f"the last pooling window starts outside the {h}x{w} input (kernel "
+                      f"{kernel}, stride {stride}, pad {pad}); stock Caffe cannot run this "
+                      "either: change the kernel, stride or pad")
         self.native = all(
             pd <= k // 2 and self._torch_size(size, k, s, pd) == o
             for size, k, s, pd, o in zip((h, w), kernel, stride, pad, out))
@@ -101,17 +105,14 @@ class Pooling(Layer):
         return out
 
     def _setup_explicit(self, size):
-        """Pads the input so every Caffe window exists; AVE divides by Caffe's divisors."""
+        """Pads the input explicitly (torch pads at most half a kernel); AVE divides by
+        Caffe's divisors."""
         self.extra = [max(0, (o - 1) * s + k - (n + 2 * p))
                       for n, k, s, p, o in zip(size, self.kernel, self.stride, self.pad, self.out)]
-        (eh, outside_h), (ew, outside_w) = (
-            _pool_windows(n, k, s, p, o)
-            for n, k, s, p, o in zip(size, self.kernel, self.stride, self.pad, self.out))
+        extents = [_pool_extents(n, k, s, p, o)
+                   for n, k, s, p, o in zip(size, self.kernel, self.stride, self.pad, self.out)]
         if not self.max:
-            if outside_h.any() or outside_w.any():
-                self.fail("an AVE pooling window lies entirely outside the input (Caffe divides "
-                          "by a non-positive window size there); change kernel/stride/pad")
-            divisor = np.outer(eh, ew).astype(np.float32)
+            divisor = np.outer(extents[0], extents[1]).astype(np.float32)
             self.divisor = torch.from_numpy(divisor).to(self.ctx.device)
 
     def forward(self, bottoms):
@@ -123,8 +124,7 @@ class Pooling(Layer):
                                  count_include_pad=True)]
         (ph, pw), (eh, ew) = self.pad, self.extra
         if self.max:
-            # padding never wins a max (Caffe clips windows to the input); a window entirely
-            # outside the input gives -FLT_MAX, Caffe's initial value
+            # padding never wins a max: Caffe clips its windows to the input
             padded = F.pad(x, (pw, pw + ew, ph, ph + eh), value=-FLT_MAX)
             return [F.max_pool2d(padded, self.kernel, self.stride)]
         padded = F.pad(x, (pw, pw + ew, ph, ph + eh))
