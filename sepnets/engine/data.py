@@ -115,6 +115,11 @@ class RecordCursor:
             glog.info("data_layer.cpp:73", "Restarting data prefetching from start.")
         raise CaffeFileError(self.source, "database is empty")
 
+    def close(self):
+        if self._records is not None:
+            self._records.close()  # lets the database close once no reader needs it
+            self._records = None
+
 
 class BatchLoader:
     """Makes (data, labels) batches of a Data layer on a background thread, `depth` ahead."""
@@ -153,15 +158,19 @@ class BatchLoader:
     def _run(self):
         try:
             while not self.stop.is_set():
-                item = self._make_batch()
-                while not self.stop.is_set():
-                    try:
-                        self.queue.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
+                self._put(self._make_batch())
         except BaseException as err:  # handed to the consumer, which raises it
-            self.queue.put(err)
+            self._put(err)
+        finally:
+            self.cursor.close()
+
+    def _put(self, item):
+        while not self.stop.is_set():
+            try:
+                self.queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
 
     def next(self):
         if self.thread is None:
@@ -175,4 +184,9 @@ class BatchLoader:
 
     def close(self):
         self.stop.set()
+        if self.thread is not None:
+            self.thread.join()
+            self.thread = None
+        else:
+            self.cursor.close()
 
