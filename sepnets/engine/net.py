@@ -88,6 +88,8 @@ class Net:
         if seed >= 0:
             generator.manual_seed(seed)
         ctx = layers.BuildContext(self.device, generator, self.phase, seed)
+        for layer_param in filtered.layer:  # before shape inference: the engine's own message
+            layers.check_type(layer_param)
         inferred, _ = shapes.infer(filtered, data_shapes=db.data_layer_shapes)
         self.steps = []
         self.layers = {}

@@ -129,9 +129,13 @@ class Layer:
         return blob if tuple(blob.shape) == shape else blob.view(shape)
 
 
-def create(param, bottom_shapes, shapes, ctx):
+def check_type(param):
     cls = REGISTRY.get(param.type)
     if cls is None:
         raise LayerError(f"layer '{param.name}': layer type '{param.type}' is not supported by "
                          f"the engine (supported: {', '.join(sorted(REGISTRY))})")
-    return cls(param, bottom_shapes, shapes, ctx)
+    return cls
+
+
+def create(param, bottom_shapes, shapes, ctx):
+    return check_type(param)(param, bottom_shapes, shapes, ctx)

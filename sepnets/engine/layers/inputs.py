@@ -64,7 +64,7 @@ class DummyData(Layer):
 class Data(Layer):
     TYPE = "Data"
     PARAMS = ("data_param", "transform_param")
-    FIELDS = {"data_param": {"source", "batch_size", "backend", "prefetch"},
+    FIELDS = {"data_param": {"source", "batch_size", "backend", "prefetch", "rand_skip"},
               "transform_param": {"scale", "mirror", "crop_size", "mean_file", "mean_value",
                                   "force_color", "force_gray"}}
     NUM_BOTTOMS = 0
@@ -72,6 +72,9 @@ class Data(Layer):
 
     def setup(self, shapes):
         p = self.param.data_param
+        if p.rand_skip:
+            glog.warning(None, f"layer '{self.name}': rand_skip is ignored (Caffe 1.0's Data "
+                               "layer ignores it too)")
         backend = "lmdb" if p.backend == caffe_pb2.DataParameter.LMDB else "leveldb"
         glog.info(f"db_{backend}.cpp:{35 if backend == 'lmdb' else 18}",
                   f"Opened {backend} {p.source}")
