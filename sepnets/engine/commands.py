@@ -151,7 +151,7 @@ def train(f):
     return 0
 
 
-def _net_for(f, phase, gpu_tag, cpu_tag):
+def _net_for(f, phase, gpu_tag, cpu_tag, fuse=True):
     gpus = gpus_from(f["gpu"])
     if gpus:
         glog.info(gpu_tag, f"Use GPU with device ID {gpus[0]}")
@@ -159,7 +159,8 @@ def _net_for(f, phase, gpu_tag, cpu_tag):
     else:
         glog.info(cpu_tag, "Use CPU.")
         device = devices.select([])
-    return Net.from_file(f["model"], phase, f["level"], stages_from(f["stage"]), device=device)
+    return Net.from_file(f["model"], phase, f["level"], stages_from(f["stage"]), device=device,
+                         fuse=fuse)
 
 
 def test(f):
@@ -200,7 +201,7 @@ def time(f):
     if not f["model"]:
         raise UserError("Need a model definition to time (-model).")
     phase = phase_from(f["phase"], caffe_pb2.TRAIN)
-    net = _net_for(f, phase, "caffe.cpp:339", "caffe.cpp:343")
+    net = _net_for(f, phase, "caffe.cpp:339", "caffe.cpp:343", fuse=False)  # per-layer times
     iterations = f["iterations"]
     try:
         glog.info("caffe.cpp:351", "Performing Forward")

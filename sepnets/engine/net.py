@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from sepnets import caffeio, db, netstate, shapes
-from sepnets.engine import glog, layers, upgrade
+from sepnets.engine import fusion, glog, layers, upgrade
 from sepnets.errors import CaffeFileError, UserError
 from sepnets.proto import caffe_pb2
 
@@ -68,7 +68,7 @@ def net_state(param, phase, level=0, stages=()):
 
 
 class Net:
-    def __init__(self, param, device=None, seed=-1, source="<net>"):
+    def __init__(self, param, device=None, seed=-1, source="<net>", fuse=True):
         self.device = torch.device("cpu") if device is None else torch.device(device)
         self.source = str(source)
         param = upgrade.upgrade_net(param, self.source)
@@ -84,6 +84,9 @@ class Net:
         self.name = filtered.name
         self.phase = state.phase
         self.force_backward = filtered.force_backward
+        # 4-axis data enters in channels-last layout on the CPU, where oneDNN's convolutions
+        # run faster in it (values are the same; only the memory order differs)
+        self.channels_last = self.device.type == "cpu"
         generator = torch.Generator()
         if seed >= 0:
             generator.manual_seed(seed)
@@ -130,6 +133,8 @@ class Net:
                                        weights, propagate))
                 self.layers[layer.name] = layer
         self._set_requires_grad()
+        if fuse:
+            self.steps = fusion.optimize(self.steps, _replacement_step)
         self.outputs = sorted(set(available))
         for name in self.outputs:
             glog.info("net.cpp:244", f"This network produces output {name}")
@@ -139,9 +144,10 @@ class Net:
 
     @classmethod
     def from_file(cls, path, phase="TEST", level=0, stages=(), weights=None, device=None,
-                  seed=-1):
+                  seed=-1, fuse=True):
         """Caffe's Net(file, phase, level, stages), with weights copied in if given."""
-        net = cls(net_state(caffeio.read_net(path), phase, level, stages), device, seed, path)
+        net = cls(net_state(caffeio.read_net(path), phase, level, stages), device, seed, path,
+                  fuse)
         for model in ([weights] if isinstance(weights, str) else weights or []):
             net.copy_trained_layers_from(model)
         return net
@@ -230,9 +236,9 @@ class Net:
     # ---------------------------------------------------------------- running
     def set_input(self, name, array):
         """Fills the Input layer top `name` (Caffe: net.blobs[name].data[...] = array)."""
-        for step in self.steps:
-            if step.layer.TYPE == "Input" and name in step.tops:
-                step.layer.set(step.tops.index(name), array)
+        for layer in self.layers.values():
+            if layer.TYPE == "Input" and name in layer.param.top:
+                layer.set(list(layer.param.top).index(name), array)
                 return
         raise UserError(f"the net has no input named '{name}' (inputs: {', '.join(self.inputs)})")
 
@@ -252,6 +258,9 @@ class Net:
             bottoms = [blobs[name] if keep else blobs[name].detach()
                        for name, keep in zip(step.bottoms, step.propagate)]
             tops = step.layer.forward(bottoms)
+            if self.channels_last and step.layer.TYPE in ("Input", "Data", "DummyData"):
+                tops = [t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t
+                        for t in tops]
             if self.force_backward and step.layer.TYPE == "Input" and torch.is_grad_enabled():
                 tops = [t.detach().requires_grad_(True) for t in tops]
                 self._input_leaves.update(zip(step.tops, tops))
@@ -310,9 +319,9 @@ class Net:
         return [layer.blob(i).detach().cpu().numpy() for i in range(len(layer.blobs))]
 
     def close(self):
-        for step in self.steps:
-            if hasattr(step.layer, "close"):
-                step.layer.close()
+        for layer in self.layers.values():
+            if hasattr(layer, "close"):
+                layer.close()
 
     # ---------------------------------------------------------------- weights
     def copy_trained_layers_from(self, model, path=None):
@@ -347,8 +356,7 @@ class Net:
     def to_model(self):
         """The net's layers and blobs as a caffeio.Model (what Caffe's snapshot writes)."""
         model = caffeio.Model(caffe_pb2.NetParameter(name=self.name))
-        for step in self.steps:
-            layer = step.layer
+        for layer in self.layers.values():
             model.net.layer.add().CopyFrom(layer.param)
             if layer.blobs:
                 model.blobs[layer.name] = [layer.blob(i).detach().cpu().numpy().copy()
@@ -368,6 +376,11 @@ class Net:
                     raise UserError(f"cannot share param {i} weights from layer '{name}'; shape "
                                     f"mismatch: {source.blob_shapes[i]} vs {layer.blob_shapes[i]}")
                 layer.blobs[i] = blob
+
+
+def _replacement_step(layer, step, tops=None, loss_weights=None):
+    return Step(layer, step.bottoms, step.tops if tops is None else tops,
+                step.loss_weights if loss_weights is None else loss_weights, step.propagate)
 
 
 def _shape_equals(stored, target, legacy):

@@ -44,25 +44,29 @@ class BatchNorm(Layer):
 
     def forward(self, bottoms):
         x = bottoms[0]
+        if self.per_channel == 1 and not self.global_stats:
+            return [self._single_value(x)]
+        return [self.normalize(x)]
+
+    def normalize(self, x, weight=None, bias=None):
+        """The normalized x, times weight plus bias when given (a Scale layer fused in)."""
         mean_sum, var_sum, factor = self.blob(0), self.blob(1), self.blob(2)
         if self.global_stats:
             with torch.no_grad():
                 f = factor[0]
                 scale = torch.where(f == 0, torch.zeros_like(f), 1 / f)
                 mean, var = mean_sum * scale, var_sum * scale
-            return [F.batch_norm(x, mean, var, None, None, False, 0.0, self.eps)]
-        if self.per_channel == 1:
-            return [self._single_value(x)]
+            return F.batch_norm(x, mean, var, weight, bias, False, 0.0, self.eps)
         # momentum 1 into zeroed buffers hands back the batch mean and the unbiased
         # (m / (m - 1)) variance, the values Caffe adds to its running sums
         batch_mean = torch.zeros_like(mean_sum)
         batch_var = torch.zeros_like(var_sum)
-        y = F.batch_norm(x, batch_mean, batch_var, None, None, True, 1.0, self.eps)
+        y = F.batch_norm(x, batch_mean, batch_var, weight, bias, True, 1.0, self.eps)
         with torch.no_grad():
             factor.mul_(self.fraction).add_(1)
             mean_sum.mul_(self.fraction).add_(batch_mean)
             var_sum.mul_(self.fraction).add_(batch_var)
-        return [y]
+        return y
 
     def _single_value(self, x):
         """One value per channel: Caffe normalizes to 0 and adds a variance of 0 (m = 1)."""
