@@ -47,3 +47,8 @@ demo: setup
 # same run and prints the ratio.
 bench: setup
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+# ---------------------------------------------------------------- the engine (Caffe on PyTorch)
+# `$(CAFFE_ENGINE) train -solver S` is `caffe train -solver S` on PyTorch (CPU, or -gpu N):
+# same files, flags and log lines; README "The engine". ENGINE=torch selects it.
+CAFFE_ENGINE := $(PY) -m sepnets.caffe
