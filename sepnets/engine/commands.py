@@ -11,7 +11,8 @@ from sepnets.engine import device as devices
 from sepnets.engine import glog, timing
 from sepnets.engine.flags import Flag, parse, usage
 from sepnets.engine.net import Net
-from sepnets.engine.solver import NONE, SNAPSHOT, STOP, SGDSolver, read_solver_params
+from sepnets.engine.solver import (NONE, SNAPSHOT, STOP, SGDSolver, accumulate_scores,
+                                   mean_scores, read_solver_params)
 from sepnets.errors import UserError
 from sepnets.proto import caffe_pb2
 
@@ -177,20 +178,13 @@ def test(f):
         loss = f32(0)
         for i in range(iterations):
             loss += f32(float(net.forward(grad=False)))
-            values = []
-            for name in net.outputs:
-                for value in net.output(name).reshape(-1):
-                    values.append(value)
-                    glog.info("caffe.cpp:304", f"Batch {i}, {name} = {glog.number(value)}")
-            values = np.asarray(values, np.float32)
-            scores = values if scores is None else scores + values
+            values = net.output_values()
+            for name, value in values:
+                glog.info("caffe.cpp:304", f"Batch {i}, {name} = {glog.number(value)}")
+            scores = accumulate_scores(scores, values)
         loss /= f32(iterations)
         glog.info("caffe.cpp:309", f"Loss: {glog.number(loss)}")
-        names = [name for name in net.outputs for _ in range(net.blob_count(name))]
-        for i, name in enumerate(names):
-            mean = scores[i] / f32(iterations)
-            weight = net.loss_weights.get(name, 0.0)
-            note = f" (* {glog.number(weight)} = {glog.number(f32(weight) * mean)} loss)" if weight else ""
+        for name, mean, note in mean_scores(net, scores, iterations):
             glog.info("caffe.cpp:321", f"{name} = {glog.number(mean)}{note}")
     finally:
         net.close()

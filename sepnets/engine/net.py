@@ -301,6 +301,17 @@ class Net:
         """A blob's values after forward, as a numpy array."""
         return self.blobs[name].detach().cpu().numpy()
 
+    def output_values(self):
+        """(name, value) for every value of every output blob, in Caffe's output order."""
+        return [(name, value) for name in self.outputs for value in self.output(name).reshape(-1)]
+
+    def loss_note(self, name, value):
+        """Caffe's " (* w = w*v loss)" after an output value whose blob carries a loss weight."""
+        weight = self.loss_weights.get(name, 0.0)
+        if not weight:
+            return ""
+        return f" (* {glog.number(weight)} = {glog.number(np.float32(weight) * value)} loss)"
+
     def input_diff(self, name):
         """The gradient of an Input top after backward in a force_backward net."""
         leaf = self._input_leaves.get(name)

@@ -60,6 +60,19 @@ def read_solver_params(path):
     return param
 
 
+def accumulate_scores(sums, values):
+    """Caffe's test score sums: float32, one per output value, in output order."""
+    array = np.asarray([v for _, v in values], np.float32)
+    return array if sums is None else sums + array
+
+
+def mean_scores(net, sums, count):
+    """(name, mean, loss note) per output value: Caffe's summary after `count` test batches."""
+    names = [name for name in net.outputs for _ in range(net.blob_count(name))]
+    means = [sums[i] / f32(count) for i in range(len(names))] if sums is not None else []
+    return [(name, mean, net.loss_note(name, mean)) for name, mean in zip(names, means)]
+
+
 def _merged_state(phase, *states):
     state = caffe_pb2.NetState(phase=phase)
     for s in states:
@@ -265,15 +278,9 @@ class SGDSolver:
 
     @staticmethod
     def _log_outputs(net, tag, prefix):
-        index = 0
-        for name in net.outputs:
-            weight = net.loss_weights.get(name, 0.0)
-            for value in net.output(name).reshape(-1):
-                note = ""
-                if weight:
-                    note = f" (* {glog.number(weight)} = {glog.number(f32(weight) * value)} loss)"
-                glog.info(tag, f"{prefix} #{index}: {name} = {glog.number(value)}{note}")
-                index += 1
+        for index, (name, value) in enumerate(net.output_values()):
+            glog.info(tag, f"{prefix} #{index}: {name} = {glog.number(value)}"
+                           f"{net.loss_note(name, value)}")
 
     # ---------------------------------------------------------------- the update
     def learning_rate(self):
@@ -353,19 +360,13 @@ class SGDSolver:
             iter_loss = f32(float(net.forward(grad=False)))
             if self.param.test_compute_loss:
                 loss += iter_loss
-            values = np.concatenate([net.output(name).reshape(-1) for name in net.outputs]
-                                    ) if net.outputs else np.zeros(0, np.float32)
-            scores = values.astype(np.float32) if scores is None else scores + values
+            scores = accumulate_scores(scores, net.output_values())
         if self.requested_early_exit:
             glog.info("solver.cpp:396", "Test interrupted.")
             return
         if self.param.test_compute_loss:
             glog.info("solver.cpp:401", f"Test loss: {glog.number(loss / f32(iterations))}")
-        names = [name for name in net.outputs for _ in range(net.blob_count(name))]
-        for i, name in enumerate(names):
-            mean = scores[i] / f32(iterations)
-            weight = net.loss_weights.get(name, 0.0)
-            note = f" (* {glog.number(weight)} = {glog.number(f32(weight) * mean)} loss)" if weight else ""
+        for i, (name, mean, note) in enumerate(mean_scores(net, scores, iterations)):
             glog.info("solver.cpp:414", f"    Test net output #{i}: {name} = "
                                         f"{glog.number(mean)}{note}")
 
