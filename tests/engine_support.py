@@ -62,7 +62,7 @@ def _net_file(case, directory):
     return path
 
 
-def run_ours(case, model, weights, directory, rng):
+def run_ours(case, model, weights, rng):
     net = Net(net_state(caffeio.read_net(model), case.phase), source=str(model))
     if weights:
         net.copy_trained_layers_from(str(weights))
@@ -109,7 +109,7 @@ def run_cases(cases, directory, stock):
                 weights = directory / f"{case.name}.caffemodel"
                 caffeio.write_model(weights, net.to_model())
                 net.close()
-            result, diffs = run_ours(case, model, weights, directory, rng)
+            result, diffs = run_ours(case, model, weights, rng)
             ours.append(result)
             job = {"model": str(model), "phase": case.phase,
                    "weights": str(weights) if weights else None,

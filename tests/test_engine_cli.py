@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 
-from conftest import NETS, REPO, run_tool
+from conftest import REPO, run_tool
 from sepnets import caffeio
 from sepnets.db import DatumWriter
 from sepnets.engine import commands, flags, glog

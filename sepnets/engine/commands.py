@@ -6,7 +6,6 @@ import sys
 import numpy as np
 import torch
 
-from sepnets import caffeio
 from sepnets.engine import device as devices
 from sepnets.engine import glog, timing
 from sepnets.engine.flags import Flag, parse, usage

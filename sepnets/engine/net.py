@@ -19,7 +19,7 @@ Caffe semantics kept here:
   stops the gradient into that bottom; force_backward computes every gradient;
 - outputs: blobs no later layer consumes, sorted by name (Caffe keeps them in a std::set).
 """
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -90,7 +90,7 @@ class Net:
         generator = torch.Generator()
         if seed >= 0:
             generator.manual_seed(seed)
-        ctx = layers.BuildContext(self.device, generator, self.phase, seed)
+        ctx = layers.BuildContext(self.device, generator, seed)
         for layer_param in filtered.layer:  # before shape inference: the engine's own message
             layers.check_type(layer_param)
         inferred, _ = shapes.infer(filtered, data_shapes=db.data_layer_shapes)
@@ -98,40 +98,14 @@ class Net:
         self.layers = {}
         self.blob_shapes = {}
         self.learnable = []
-        self._owners = {}  # param name -> (Learnable, layer name, index)
+        self._owners = {}  # param name -> its owner's Learnable
         self.loss_weights = {}  # blob name -> loss weight of its last writer (Caffe's)
         self.inputs = []  # names of Input layers' tops (Caffe's net inputs)
-        available = []
+        available = []  # tops no later layer has consumed yet: in the end, the outputs
         memory = 0
         with torch.no_grad():
             for layer_param, inferred_layer in zip(filtered.layer, inferred):
-                self._check_bottoms(layer_param, available)
-                glog.info("layer_factory.hpp:77", f"Creating layer {layer_param.name}")
-                if layer_param.name in self.layers:
-                    raise UserError(f"{self.source}: two layers are named '{layer_param.name}'")
-                bottom_shapes = [self.blob_shapes[b] for b in layer_param.bottom]
-                layer = layers.create(layer_param, bottom_shapes, inferred_layer, ctx)
-                self._log_connections(layer_param, available)
-                weights = self._loss_weights(layer)
-                glog.info("net.cpp:124", f"Setting up {layer.name}")
-                for name, shape, w in zip(layer_param.top, layer.top_shapes, weights):
-                    self.blob_shapes[name] = tuple(shape)
-                    self.loss_weights[name] = w
-                    glog.info("net.cpp:131", f"Top shape: {_shape_text(shape)}")
-                    if w:
-                        glog.info("net.cpp:134", f"    with loss weight {glog.number(w)}")
-                    memory += int(np.prod(shape, dtype=np.int64))
-                glog.info("net.cpp:139", f"Memory required for data: {memory * 4}")
-                if layer_param.type == "Input":
-                    self.inputs.extend(layer_param.top)
-                self._append_params(layer)
-                propagate = list(layer_param.propagate_down) or [True] * len(layer_param.bottom)
-                if len(propagate) != len(layer_param.bottom):
-                    raise UserError(f"layer '{layer.name}': propagate_down must be given either "
-                                    "0 or bottom_size times")
-                self.steps.append(Step(layer, list(layer_param.bottom), list(layer_param.top),
-                                       weights, propagate))
-                self.layers[layer.name] = layer
+                memory = self._add_layer(layer_param, inferred_layer, ctx, available, memory)
         self._set_requires_grad()
         if fuse:
             self.steps = fusion.optimize(self.steps, _replacement_step)
@@ -153,7 +127,39 @@ class Net:
         return net
 
     # ---------------------------------------------------------------- building
-    def _check_bottoms(self, layer_param, available):
+    def _add_layer(self, layer_param, inferred, ctx, available, memory):
+        """Caffe's per-layer Init: connect, set up, log, register parameters. Returns the
+        running count of top values (Caffe's 'Memory required for data')."""
+        self._check_bottoms(layer_param)
+        glog.info("layer_factory.hpp:77", f"Creating layer {layer_param.name}")
+        if layer_param.name in self.layers:
+            raise UserError(f"{self.source}: two layers are named '{layer_param.name}'")
+        bottom_shapes = [self.blob_shapes[b] for b in layer_param.bottom]
+        layer = layers.create(layer_param, bottom_shapes, inferred, ctx)
+        self._log_connections(layer_param, available)
+        weights = self._loss_weights(layer)
+        glog.info("net.cpp:124", f"Setting up {layer.name}")
+        for name, shape, w in zip(layer_param.top, layer.top_shapes, weights):
+            self.blob_shapes[name] = tuple(shape)
+            self.loss_weights[name] = w
+            glog.info("net.cpp:131", f"Top shape: {_shape_text(shape)}")
+            if w:
+                glog.info("net.cpp:134", f"    with loss weight {glog.number(w)}")
+            memory += int(np.prod(shape, dtype=np.int64))
+        glog.info("net.cpp:139", f"Memory required for data: {memory * 4}")
+        if layer_param.type == "Input":
+            self.inputs.extend(layer_param.top)
+        self._append_params(layer)
+        propagate = list(layer_param.propagate_down) or [True] * len(layer_param.bottom)
+        if len(propagate) != len(layer_param.bottom):
+            raise UserError(f"layer '{layer.name}': propagate_down must be given either 0 or "
+                            "bottom_size times")
+        self.steps.append(Step(layer, list(layer_param.bottom), list(layer_param.top), weights,
+                               propagate))
+        self.layers[layer.name] = layer
+        return memory
+
+    def _check_bottoms(self, layer_param):
         for i, name in enumerate(layer_param.bottom):
             if name not in self.blob_shapes:
                 raise UserError(f"{self.source}: unknown bottom blob '{name}' (layer "

@@ -33,8 +33,7 @@ class LayerError(UserError):
 class BuildContext:
     """What layers need from the net being built."""
     device: torch.device
-    generator: torch.Generator  # fillers and Dropout (CPU generator; CUDA uses its own stream)
-    phase: int
+    generator: torch.Generator  # fillers and Dropout on the CPU (CUDA uses its own generator)
     seed: int = -1  # solver random_seed (-1: none), for the Data layer's crop/mirror choices
 
 
