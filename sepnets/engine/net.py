@@ -186,7 +186,7 @@ class Net:
     @staticmethod
     def _loss_weights(layer):
         given = [float(np.float32(w)) for w in layer.param.loss_weight]
-        if not given and getattr(layer, "IS_LOSS", False):
+        if not given and layer.IS_LOSS:
             given = [1.0]  # Caffe's LossLayer adds one weight, for its first top
         tops = len(layer.param.top)
         if given and len(given) != tops:

@@ -52,6 +52,7 @@ class Layer:
     FIELDS = {}      # PARAMS field -> set of its fields the implementation reads
     NUM_BOTTOMS = None  # exact count, or (min, max)
     NUM_TOPS = None
+    IS_LOSS = False  # loss layers weigh their first top 1 by default
 
     def __init__(self, param, bottom_shapes, shapes, ctx):
         # a copy: setup may add to it as Caffe's LayerSetUp does (BatchNorm's param specs),
@@ -76,10 +77,6 @@ class Layer:
 
     def forward(self, bottoms):
         raise NotImplementedError
-
-    def allow_force_backward(self, bottom_index):
-        """Caffe's AllowForceBackward: loss layers never back-propagate into labels."""
-        return True
 
     # ---------------------------------------------------------------- helpers
     def fail(self, problem):

@@ -42,9 +42,6 @@ class LossLayer(Layer):
     """Layers whose first top is a loss: weight 1 unless loss_weight says otherwise."""
     IS_LOSS = True
 
-    def allow_force_backward(self, bottom_index):
-        return bottom_index != 1  # never into the labels
-
 
 @register
 class SoftmaxWithLoss(LossLayer):
@@ -132,9 +129,6 @@ class Accuracy(Layer):
             self.fail("top_k must be less than or equal to the number of classes")
         self.ignore = p.ignore_label if p.HasField("ignore_label") else None
         self.classes = shape[self.axis]
-
-    def allow_force_backward(self, bottom_index):
-        return False
 
     def forward(self, bottoms):
         with torch.no_grad():
