@@ -133,7 +133,32 @@ def _dummy_data_case():
     return Case("dummy_data", text, "TEST", {}, backward=False, random_weights=False)
 
 
+def _multi_layer_cases():
+    """Net-level parameter semantics on small nets: shared blobs (strict and PERMISSIVE), a
+    loss_weight on non-loss tops, propagate_down: false."""
+    shared = layer_net("shared_params", "\n".join([
+        'layer { name: "a" type: "InnerProduct" bottom: "x" top: "ya" param { name: "w" } '
+        'param { name: "b" } inner_product_param { num_output: 4 } }',
+        # force_backward overrides propagate_down: false in Caffe
+        'layer { name: "b" type: "InnerProduct" bottom: "x" top: "yb" param { name: "w" } '
+        'propagate_down: false inner_product_param { num_output: 4 } }',
+        # weight (6, 4) shares the (4, 6) blob's 24 values
+        'layer { name: "t" type: "InnerProduct" bottom: "x2" top: "yt" '
+        'param { name: "w" share_mode: PERMISSIVE } inner_product_param { num_output: 6 '
+        'bias_term: false } }']), {"x": x(2, 6), "x2": x(3, 4)})
+    weighted = layer_net("loss_weights_propagate_down", "\n".join([
+        'layer { name: "h" type: "InnerProduct" bottom: "x" top: "h" inner_product_param { num_output: 4 } }',
+        'layer { name: "p" type: "InnerProduct" bottom: "h" top: "p" propagate_down: false '
+        'loss_weight: 1 inner_product_param { num_output: 3 } }',
+        'layer { name: "q" type: "InnerProduct" bottom: "h" top: "q" loss_weight: 0.5 '
+        'inner_product_param { num_output: 3 } }']), {"x": x(2, 5)}, force_backward=False)
+    return [Case("shared_params", shared, "TEST", {"x": x(2, 6), "x2": x(3, 4)}),
+            Case("loss_weights_propagate_down", weighted, "TRAIN", {"x": x(2, 5)},
+                 top_diffs=False)]
+
+
 CASES.append(_dummy_data_case())
+CASES += _multi_layer_cases()
 
 
 @pytest.fixture(scope="module")

@@ -154,6 +154,8 @@ class Net:
         if len(propagate) != len(layer_param.bottom):
             raise UserError(f"layer '{layer.name}': propagate_down must be given either 0 or "
                             "bottom_size times")
+        if self.force_backward:
+            propagate = [True] * len(propagate)  # Caffe's force_backward overrides it
         self.steps.append(Step(layer, list(layer_param.bottom), list(layer_param.top), weights,
                                propagate))
         self.layers[layer.name] = layer
