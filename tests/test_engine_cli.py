@@ -3,16 +3,19 @@ gflags-style flags and prints the lines stock Caffe prints (`test`'s batch and m
 with the same values, `time`'s per-layer and average lines); bad input gives one line and
 exit 2; unsupported layers or parameters are errors naming the layer, never ignored."""
 import io
+import os
 import re
+import signal
 
 import numpy as np
 import pytest
 
-from conftest import REPO, run_tool
+from conftest import NETS, REPO, run_tool
 from sepnets import caffeio
 from sepnets.db import DatumWriter
 from sepnets.engine import commands, flags, glog
 from sepnets.engine.net import Net, net_state
+from sepnets.engine.solver import SGDSolver
 from sepnets.errors import UserError
 from sepnets.proto import caffe_pb2
 from google.protobuf import text_format
@@ -176,3 +179,32 @@ def test_another_layer_types_parameters_are_ignored_with_a_warning():
         glog.configure(stream=None, min_level=0)
     assert "layer 'r' (ReLU): pooling_param belongs to another layer type; ignored" in log.getvalue()
     assert log.getvalue().startswith("W")
+
+
+def test_signals_become_solver_requests():
+    with commands.SignalActions("stop", "snapshot") as actions:
+        os.kill(os.getpid(), signal.SIGHUP)
+        assert actions.request() == "snapshot"
+        os.kill(os.getpid(), signal.SIGINT)
+        assert actions.request() == "stop"
+        assert actions.request() == "none"
+    with pytest.raises(UserError, match='Invalid signal effect "later"'):
+        commands.SignalActions("later", "none")
+
+
+def test_a_stop_request_snapshots_and_ends_early(tmp_path):
+    """Caffe: a STOP request ends Step after the current update; Solve then snapshots
+    (snapshot_after_train) and logs 'Optimization stopped early.'"""
+    param = text_format.Parse(f'net: "{NETS / "tiny_train.prototxt"}" base_lr: 0.01 lr_policy: "fixed" '
+                              f'max_iter: 10 snapshot_prefix: "{tmp_path / "s"}"',
+                              caffe_pb2.SolverParameter())
+    log = io.StringIO()
+    glog.configure(stream=log)
+    try:
+        solver = SGDSolver(param)
+        solver.request_action = lambda: "stop" if solver.iter == 3 else "none"
+        solver.solve()
+    finally:
+        glog.configure(stream=None)
+    assert solver.iter == 3 and "Optimization stopped early." in log.getvalue()
+    assert (tmp_path / "s_iter_3.caffemodel").exists() and (tmp_path / "s_iter_3.solverstate").exists()
