@@ -18,8 +18,8 @@ from sepnets.proto import caffe_pb2
 f32 = np.float32
 
 FLAGS = [
-    Flag("gpu", str, "", "Optional; run in GPU mode on the given device ID (the engine uses one "
-                         "device; 'all' means device 0 when only one exists)"),
+    Flag("gpu", str, "", "Optional; run on the given CUDA device ID (the engine trains on one "
+                         "device; 'all' works when there is one)."),
     Flag("iterations", int, 50, "The number of iterations to run."),
     Flag("level", int, 0, "Optional; network level."),
     Flag("model", str, "", "The model definition protocol buffer text file."),
