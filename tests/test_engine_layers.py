@@ -161,12 +161,30 @@ CASES.append(_dummy_data_case())
 CASES += _multi_layer_cases()
 
 
+# Random in both engines (different generators): compared by its statistics below.
+DROPOUT = case("dropout_train_phase", "Dropout", {"x": np.ones((4, 50, 50), np.float32)},
+               "dropout_param { dropout_ratio: 0.3 }", phase="TRAIN")
+
+
 @pytest.fixture(scope="module")
 def results(stock, tmp_path_factory):
-    pairs = run_cases(CASES, tmp_path_factory.mktemp("layers"), stock)
-    return {c.name: p for c, p in zip(CASES, pairs)}
+    pairs = run_cases(CASES + [DROPOUT], tmp_path_factory.mktemp("layers"), stock)
+    return {c.name: p for c, p in zip(CASES + [DROPOUT], pairs)}
 
 
 @pytest.mark.parametrize("layer_case", CASES, ids=lambda c: c.name)
 def test_layer_matches_stock_caffe(results, layer_case):
     assert_conforms([results[layer_case.name]], [layer_case])
+
+
+def test_dropout_in_training_drops_and_scales_like_stock_caffe(results):
+    """Each value is kept with probability 1 - ratio and scaled by 1 / (1 - ratio); the
+    gradient passes through the same mask and scale."""
+    for side in results["dropout_train_phase"]:
+        y, dx = side["0|blob|y"], side["diff|x"]
+        kept = y != 0
+        assert set(np.unique(y)) == {0, np.float32(1) / (np.float32(1) - np.float32(0.3))}
+        assert abs(1 - kept.mean() - 0.3) < 0.025  # 10,000 values: 5 standard errors
+        assert np.array_equal(dx != 0, kept)
+    ours, theirs = results["dropout_train_phase"]
+    assert np.unique(ours["0|blob|y"]).tolist() == np.unique(theirs["0|blob|y"]).tolist()
