@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from sepnets import caffeio, db, netstate, shapes
+from sepnets.engine import device as devices
 from sepnets.engine import fusion, glog, layers, upgrade
 from sepnets.errors import CaffeFileError, UserError
 from sepnets.proto import caffe_pb2
@@ -84,13 +85,11 @@ class Net:
         self.name = filtered.name
         self.phase = state.phase
         self.force_backward = filtered.force_backward
-        # 4-axis data enters in channels-last layout on the CPU, where oneDNN's convolutions
-        # run faster in it (values are the same; only the memory order differs)
-        self.channels_last = self.device.type == "cpu"
+        self.channels_last = devices.prefers_channels_last(self.device)
         generator = torch.Generator()
         if seed >= 0:
             generator.manual_seed(seed)
-        ctx = layers.BuildContext(self.device, generator, seed)
+        ctx = layers.BuildContext(self.device, generator, seed, self.channels_last)
         for layer_param in filtered.layer:  # before shape inference: the engine's own message
             layers.check_type(layer_param)
         inferred, _ = shapes.infer(filtered, data_shapes=db.data_layer_shapes)

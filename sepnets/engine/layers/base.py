@@ -35,6 +35,7 @@ class BuildContext:
     device: torch.device
     generator: torch.Generator  # fillers and Dropout on the CPU (CUDA uses its own generator)
     seed: int = -1  # solver random_seed (-1: none), for the Data layer's crop/mirror choices
+    channels_last: bool = False  # keep 4-axis data in channels-last memory order
 
 
 def register(cls):

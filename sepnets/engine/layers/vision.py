@@ -44,8 +44,13 @@ class Convolution(Layer):
     def forward(self, bottoms):
         weight = self.blob(0)
         bias = self.blob(1) if len(self.blobs) > 1 else None
-        return [F.conv2d(x, weight, bias, self.stride, self.pad, self.dilation, self.group)
+        tops = [F.conv2d(x, weight, bias, self.stride, self.pad, self.dilation, self.group)
                 for x in bottoms]
+        if self.ctx.channels_last:
+            # a one-channel input cannot say its order, and its output comes back
+            # channels-first: reorder it once here rather than in every later layer
+            tops = [t.contiguous(memory_format=torch.channels_last) for t in tops]
+        return tops
 
 
 Pool = caffe_pb2.PoolingParameter
