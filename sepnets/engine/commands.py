@@ -206,9 +206,12 @@ def time(f):
         glog.info("caffe.cpp:365", "*** Benchmark begins ***")
         glog.info("caffe.cpp:366", f"Testing for {iterations} iterations.")
 
+        # Caffe's CPU timer counts whole milliseconds for these lines (its GPU timer does not)
+        whole = (lambda ms: float(int(ms))) if net.device.type == "cpu" else (lambda ms: ms)
+
         def each(j, seconds):
             glog.info("caffe.cpp:394", f"Iteration: {j + 1} forward-backward time: "
-                                       f"{glog.number(seconds * 1000)} ms.")
+                                       f"{glog.number(whole(seconds * 1000))} ms.")
 
         forward, backward, forward_total, backward_total, wall = timing.benchmark(
             net, iterations, each)
@@ -223,8 +226,8 @@ def time(f):
         glog.info("caffe.cpp:410", f"Average Backward pass: "
                                    f"{glog.number(backward_total * 1000 / iterations)} ms.")
         glog.info("caffe.cpp:412", f"Average Forward-Backward: "
-                                   f"{glog.number(wall * 1000 / iterations)} ms.")
-        glog.info("caffe.cpp:414", f"Total Time: {glog.number(wall * 1000)} ms.")
+                                   f"{glog.number(whole(wall * 1000) / iterations)} ms.")
+        glog.info("caffe.cpp:414", f"Total Time: {glog.number(whole(wall * 1000))} ms.")
         glog.info("caffe.cpp:415", "*** Benchmark ends ***")
     finally:
         net.close()
