@@ -124,8 +124,8 @@ def train(f):
             gpu_flag = ""
     gpus = gpus_from(gpu_flag)
     if gpus:
-        glog.info("caffe.cpp:204", "Using GPUs " + ", ".join(map(str, gpus)))
         device = devices.select(gpus)
+        glog.info("caffe.cpp:204", "Using GPUs " + ", ".join(map(str, gpus)))
         glog.info("caffe.cpp:209", f"GPU {gpus[0]}: {devices.name(device)}")
         param.device_id = gpus[0]
     else:
@@ -154,8 +154,8 @@ def train(f):
 def _net_for(f, phase, gpu_tag, cpu_tag, fuse=True):
     gpus = gpus_from(f["gpu"])
     if gpus:
-        glog.info(gpu_tag, f"Use GPU with device ID {gpus[0]}")
         device = devices.select(gpus)
+        glog.info(gpu_tag, f"Use GPU with device ID {gpus[0]}")
     else:
         glog.info(cpu_tag, "Use CPU.")
         device = devices.select([])
