@@ -2,6 +2,8 @@
 import io
 import os
 import shutil
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -22,33 +24,57 @@ def backend_name(backend):
     return BACKENDS[backend]
 
 
+_OPEN = {}  # (backend, real path) -> [open database, number of readers]
+_OPEN_LOCK = threading.Lock()
+
+
+def _open(path, backend, source):
+    if backend == "lmdb":
+        import lmdb
+        try:
+            return lmdb.open(str(path), readonly=True, lock=False, readahead=False, subdir=True)
+        except lmdb.Error as err:
+            raise CaffeFileError(source, f"cannot open as LMDB: {err}") from None
+    import plyvel
+    try:
+        return plyvel.DB(str(path), create_if_missing=False)
+    except plyvel.Error as err:
+        raise CaffeFileError(source, f"cannot open as LevelDB: {err}") from None
+
+
+@contextmanager
+def _shared(path, backend, source):
+    """One open handle per database in this process, shared by its readers (LMDB and
+    LevelDB both refuse a second open in one process; Caffe's TRAIN and TEST Data layers, or
+    a reader on another thread, may read the same database at once)."""
+    key = (backend, os.path.realpath(path))
+    with _OPEN_LOCK:
+        entry = _OPEN.get(key)
+        if entry is None:
+            entry = _OPEN[key] = [_open(path, backend, source), 0]
+        entry[1] += 1
+    try:
+        yield entry[0]
+    finally:
+        with _OPEN_LOCK:
+            entry[1] -= 1
+            if entry[1] == 0:
+                del _OPEN[key]
+                entry[0].close()
+
+
 def iter_records(source, backend):
     """Yields (key, value) byte pairs in key order, as Caffe's DB cursors do."""
     backend = backend_name(backend)
     path = Path(source)
     if not path.is_dir():
         raise CaffeFileError(source, f"no {backend} database here (not a directory)")
-    if backend == "lmdb":
-        import lmdb
-        try:
-            env = lmdb.open(str(path), readonly=True, lock=False, readahead=False, subdir=True)
-        except lmdb.Error as err:
-            raise CaffeFileError(source, f"cannot open as LMDB: {err}") from None
-        try:
-            with env.begin(buffers=False) as txn:
+    with _shared(path, backend, source) as handle:
+        if backend == "lmdb":
+            with handle.begin(buffers=False) as txn:
                 yield from txn.cursor()
-        finally:
-            env.close()
-    else:
-        import plyvel
-        try:
-            db = plyvel.DB(str(path), create_if_missing=False)
-        except plyvel.Error as err:
-            raise CaffeFileError(source, f"cannot open as LevelDB: {err}") from None
-        try:
-            yield from db.iterator()
-        finally:
-            db.close()
+        else:
+            yield from handle.iterator()
 
 
 def decode_datum(value, source="<datum>"):

@@ -1,0 +1,138 @@
+"""The layer interface and registry.
+
+A layer is built from its LayerParameter and the shapes sepnets.shapes inferred for it (the
+same Reshape rules Caffe uses), holds its parameter blobs as torch tensors in Caffe's order
+(`blobs`, e.g. [weight, bias]) and maps bottom tensors to top tensors in `forward`; torch's
+autograd is its Backward.
+
+Parameters are checked, never silently ignored: every field set in the layer's own parameter
+message must be one the implementation reads (`FIELDS`), or building stops with an error
+naming the layer. Another layer type's parameter message (e.g. image_data_param on a Data
+layer, which stock Caffe ignores) is ignored with a warning.
+"""
+from dataclasses import dataclass
+
+import torch
+
+from sepnets.engine import fillers, glog
+from sepnets.errors import UserError
+from sepnets.proto import caffe_pb2
+
+REGISTRY = {}
+
+# LayerParameter fields every layer may use; the Net reads them (param specs, loss weights...)
+COMMON_FIELDS = {"name", "type", "bottom", "top", "phase", "loss_weight", "param", "blobs",
+                 "propagate_down", "include", "exclude"}
+
+
+class LayerError(UserError):
+    """A layer the engine cannot build as Caffe would (bad or unsupported parameters)."""
+
+
+@dataclass
+class BuildContext:
+    """What layers need from the net being built."""
+    device: torch.device
+    generator: torch.Generator  # fillers and Dropout on the CPU (CUDA uses its own generator)
+    seed: int = -1  # solver random_seed (-1: none), for the Data layer's crop/mirror choices
+    channels_last: bool = False  # keep 4-axis data in channels-last memory order
+
+
+def register(cls):
+    REGISTRY[cls.TYPE] = cls
+    return cls
+
+
+def _set_fields(message):
+    return [f.name for f, _ in message.ListFields()]
+
+
+class Layer:
+    TYPE = None
+    PARAMS = ()      # the LayerParameter fields holding this layer's own parameters
+    FIELDS = {}      # PARAMS field -> set of its fields the implementation reads
+    NUM_BOTTOMS = None  # exact count, or (min, max)
+    NUM_TOPS = None
+    IS_LOSS = False  # loss layers weigh their first top 1 by default
+
+    def __init__(self, param, bottom_shapes, shapes, ctx):
+        # a copy: setup may add to it as Caffe's LayerSetUp does (BatchNorm's param specs),
+        # and snapshots write it back
+        self.param = caffe_pb2.LayerParameter()
+        self.param.CopyFrom(param)
+        self.name = param.name
+        self.train = param.phase == caffe_pb2.TRAIN
+        self.ctx = ctx
+        self.blobs = []
+        self.bottom_shapes = [tuple(s) for s in bottom_shapes]
+        self.top_shapes = list(shapes.top_shapes) if shapes is not None else []
+        self._check_fields()
+        self._check_counts()
+        self.setup(shapes)
+        # the shapes this layer computes with (a shared blob may be stored in another shape)
+        self.blob_shapes = [tuple(b.shape) for b in self.blobs]
+
+    # ---------------------------------------------------------------- to override
+    def setup(self, shapes):
+        """Checks parameters and creates `blobs` (fill or zeros) on the device."""
+
+    def forward(self, bottoms):
+        raise NotImplementedError
+
+    # ---------------------------------------------------------------- helpers
+    def fail(self, problem):
+        raise LayerError(f"layer '{self.name}' ({self.TYPE}): {problem}")
+
+    def _check_fields(self):
+        own = set(self.PARAMS)
+        for field in _set_fields(self.param):
+            if field in COMMON_FIELDS or field in own:
+                continue
+            if field.endswith("_param"):
+                glog.warning(None, f"layer '{self.name}' ({self.TYPE}): {field} "
+                             f"belongs to another layer type; ignored (as in Caffe)")
+                continue
+            self.fail(f"field '{field}' is not supported by the engine")
+        for field in self.PARAMS:
+            allowed = self.FIELDS.get(field, set())
+            for name in _set_fields(getattr(self.param, field)):
+                if name not in allowed:
+                    self.fail(f"{field}.{name} is not supported by the engine")
+
+    def _check_counts(self):
+        for what, rule, got in (("bottom", self.NUM_BOTTOMS, len(self.param.bottom)),
+                                ("top", self.NUM_TOPS, len(self.param.top))):
+            if rule is None:
+                continue
+            low, high = (rule, rule) if isinstance(rule, int) else rule
+            if not low <= got <= (high if high is not None else got):
+                want = str(low) if low == high else f"{low} to {high if high is not None else 'any'}"
+                self.fail(f"takes {want} {what} blob(s), {got} given")
+
+    def make_blob(self, filler_param, shape, what):
+        """A new parameter blob filled by a Caffe filler, on the device."""
+        data = fillers.fill(filler_param, shape, self.ctx.generator,
+                            where=f"layer '{self.name}' {what}")
+        return data.to(self.ctx.device)
+
+    def zeros(self, shape):
+        return torch.zeros(tuple(shape), dtype=torch.float32, device=self.ctx.device)
+
+    def blob(self, index):
+        """Parameter blob `index` in this layer's shape (a shared blob may be stored in its
+        owner's shape when shared with share_mode PERMISSIVE)."""
+        blob = self.blobs[index]
+        shape = self.blob_shapes[index]
+        return blob if tuple(blob.shape) == shape else blob.view(shape)
+
+
+def check_type(param):
+    cls = REGISTRY.get(param.type)
+    if cls is None:
+        raise LayerError(f"layer '{param.name}': layer type '{param.type}' is not supported by "
+                         f"the engine (supported: {', '.join(sorted(REGISTRY))})")
+    return cls
+
+
+def create(param, bottom_shapes, shapes, ctx):
+    return check_type(param)(param, bottom_shapes, shapes, ctx)

@@ -1,0 +1,417 @@
+"""Caffe's Solver and SGDSolver (solver.cpp, sgd_solver.cpp) on engine nets.
+
+Each iteration: zero the gradients; test if test_interval says so; forward/backward
+iter_size times (loss averaged); display the smoothed loss and the train outputs; then the
+update, in Caffe's order and float arithmetic:
+
+    clip: if the L2 norm of all gradients exceeds clip_gradients, scale them down
+    for each learnable blob (Caffe's learnable_params order):
+        g = g / iter_size
+        g = g + local_decay * w          (L2; L1: local_decay * sign(w)),  local_decay = weight_decay * decay_mult
+        h = momentum * h + local_rate * g                                  local_rate = lr * lr_mult
+        w = w - h
+
+(the momentum form differs from torch.optim.SGD when the learning rate changes). Snapshots
+write `<prefix>_iter_<N>.caffemodel` and `.solverstate` (history blobs in learnable order),
+which stock Caffe reads, and stock Caffe's snapshots restore here.
+"""
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sepnets import caffeio
+from sepnets.engine import glog, lr_policy
+from sepnets.engine.net import Net
+from sepnets.errors import CaffeFileError, UserError
+from sepnets.proto import caffe_pb2
+
+f32 = np.float32
+NONE, STOP, SNAPSHOT = "none", "stop", "snapshot"  # Caffe's SolverAction
+
+_SOLVER_TYPES = {caffe_pb2.SolverParameter.SGD: "SGD", caffe_pb2.SolverParameter.NESTEROV: "Nesterov",
+                 caffe_pb2.SolverParameter.ADAGRAD: "AdaGrad",
+                 caffe_pb2.SolverParameter.RMSPROP: "RMSProp",
+                 caffe_pb2.SolverParameter.ADADELTA: "AdaDelta",
+                 caffe_pb2.SolverParameter.ADAM: "Adam"}
+
+
+def read_solver_params(path):
+    """Caffe's ReadSolverParamsFromTextFileOrDie: the solver with the deprecated solver_type
+    turned into `type`, and snapshot_prefix defaulted to the solver's path without its
+    extension (or put inside it, when it names a directory)."""
+    param = caffeio.read_solver(path)
+    if param.HasField("solver_type"):
+        if param.HasField("type"):
+            raise CaffeFileError(path, "old solver_type field (enum) and new type field "
+                                       "(string) cannot be both specified")
+        param.type = _SOLVER_TYPES[param.solver_type]
+        param.ClearField("solver_type")
+    solver_path = Path(path)
+    if not param.HasField("snapshot_prefix"):
+        param.snapshot_prefix = str(solver_path.with_suffix(""))
+        glog.info("upgrade_proto.cpp:1108", "snapshot_prefix was not specified and is set to "
+                  + param.snapshot_prefix)
+    elif Path(param.snapshot_prefix).is_dir():
+        param.snapshot_prefix = str(Path(param.snapshot_prefix) / solver_path.stem)
+        glog.info("upgrade_proto.cpp:1113", "snapshot_prefix was a directory and is replaced to "
+                  + param.snapshot_prefix)
+    return param
+
+
+def accumulate_scores(sums, values):
+    """Caffe's test score sums: float32, one per output value, in output order."""
+    array = np.asarray([v for _, v in values], np.float32)
+    return array if sums is None else sums + array
+
+
+def mean_scores(net, sums, count):
+    """(name, mean, loss note) per output value: Caffe's summary after `count` test batches."""
+    names = [name for name in net.outputs for _ in range(net.blob_count(name))]
+    means = [sums[i] / f32(count) for i in range(len(names))] if sums is not None else []
+    return [(name, mean, net.loss_note(name, mean)) for name, mean in zip(names, means)]
+
+
+def _merged_state(phase, *states):
+    state = caffe_pb2.NetState(phase=phase)
+    for s in states:
+        state.MergeFrom(s)
+    return state
+
+
+class SGDSolver:
+    def __init__(self, param, device=None, source="solver"):
+        self.param = param
+        self.device = torch.device("cpu") if device is None else device
+        self.source = source
+        self.request_action = lambda: NONE  # set by the command line (SIGINT/SIGHUP)
+        self.snapshot_inputs = []  # files snapshots must not overwrite (weights, resumed state)
+        glog.info("solver.cpp:45", "Initializing solver from parameters: \n"
+                  + caffeio.format_text(param))
+        self._check()
+        self.seed = param.random_seed
+        if self.seed >= 0:
+            torch.manual_seed(self.seed)
+        self.net = self._train_net()
+        self.test_nets = self._test_nets()
+        glog.info("solver.cpp:57", "Solver scaffolding done.")
+        self.iter = 0
+        self.current_step = 0
+        self.history = [torch.zeros_like(p.tensor, requires_grad=False)
+                        for p in self.net.learnable]
+        self.losses = []
+        self.smoothed_loss = f32(0)
+        self.requested_early_exit = False
+
+    # ---------------------------------------------------------------- set-up
+    def _check(self):
+        p = self.param
+        if p.type != "SGD":
+            raise UserError(f"{self.source}: solver type '{p.type}': the engine implements "
+                            "Caffe's SGD solver (type: \"SGD\")")
+        if p.average_loss < 1:
+            raise UserError(f"{self.source}: average_loss should be at least 1")
+        if p.iter_size < 1:
+            raise UserError(f"{self.source}: iter_size should be at least 1")
+        if p.regularization_type not in ("L1", "L2"):
+            raise UserError(f"{self.source}: unknown regularization type: {p.regularization_type}")
+        if p.snapshot_format != caffe_pb2.SolverParameter.BINARYPROTO:
+            raise UserError(f"{self.source}: snapshot_format HDF5 is not supported by the engine "
+                            "(use BINARYPROTO, Caffe's default)")
+        if p.snapshot_diff:
+            raise UserError(f"{self.source}: snapshot_diff is not supported by the engine")
+        if p.debug_info:
+            glog.warning(None, "debug_info is not supported by the engine; ignored")
+        lr_policy.check(p)
+        if p.snapshot:
+            probe = Path(self._filename(".tempfile", 0))
+            try:
+                probe.write_bytes(b"")
+                probe.unlink()
+            except OSError:
+                raise UserError(f"Cannot write to snapshot prefix '{p.snapshot_prefix}'. Make "
+                                "sure that the directory exists and is writable.") from None
+
+    def _read_net(self, path):
+        return caffeio.read_net(path)
+
+    def _train_net(self):
+        p = self.param
+        given = [f for f in ("net", "net_param", "train_net", "train_net_param") if p.HasField(f)]
+        if len(given) != 1:
+            raise UserError(f"{self.source}: specify the train net with exactly one of net, "
+                            f"net_param, train_net, train_net_param (given: {given or 'none'})")
+        if p.HasField("train_net_param"):
+            glog.info("solver.cpp:88", "Creating training net specified in train_net_param.")
+            net_param, source = p.train_net_param, "train_net_param"
+        elif p.HasField("train_net"):
+            glog.info("solver.cpp:92", f"Creating training net from train_net file: {p.train_net}")
+            net_param, source = self._read_net(p.train_net), p.train_net
+        elif p.HasField("net_param"):
+            glog.info("solver.cpp:97", "Creating training net specified in net_param.")
+            net_param, source = p.net_param, "net_param"
+        else:
+            glog.info("solver.cpp:102", f"Creating training net from net file: {p.net}")
+            net_param, source = self._read_net(p.net), p.net
+        built = caffe_pb2.NetParameter()
+        built.CopyFrom(net_param)
+        built.state.CopyFrom(_merged_state(caffe_pb2.TRAIN, net_param.state, p.train_state))
+        net = Net(built, self.device, self.seed, source)
+        for weights in p.weights:
+            self.load_weights(net, weights)
+        return net
+
+    def _test_nets(self):
+        p = self.param
+        if p.HasField("net_param") and p.HasField("net"):
+            raise UserError(f"{self.source}: both net_param and net may not be specified")
+        specs = [(n, "test_net_param") for n in p.test_net_param]
+        specs += [(self._read_net(f), f"test_net file: {f}") for f in p.test_net]
+        generic = p.HasField("net") or p.HasField("net_param")
+        if generic and len(p.test_iter) < len(specs) or not generic and len(p.test_iter) != len(specs):
+            raise UserError(f"{self.source}: test_iter must be specified for each test network")
+        for _ in range(len(p.test_iter) - len(specs)):
+            if p.HasField("net_param"):
+                specs.append((p.net_param, "net_param"))
+            else:
+                specs.append((self._read_net(p.net), f"net file: {p.net}"))
+        if p.test_state and len(p.test_state) != len(specs):
+            raise UserError(f"{self.source}: test_state must be unspecified or specified once per "
+                            "test net")
+        if specs and p.test_interval <= 0:
+            raise UserError(f"{self.source}: test_interval must be positive when testing")
+        nets = []
+        for i, (net_param, source) in enumerate(specs):
+            built = caffe_pb2.NetParameter()
+            built.CopyFrom(net_param)
+            extra = [p.test_state[i]] if p.test_state else []
+            built.state.CopyFrom(_merged_state(caffe_pb2.TEST, net_param.state, *extra))
+            glog.info("solver.cpp:190", f"Creating test net (#{i}) specified by {source}")
+            net = Net(built, self.device, self.seed, source.split(": ", 1)[-1])
+            for weights in p.weights:
+                self.load_weights(net, weights)
+            nets.append(net)
+        return nets
+
+    def load_weights(self, net, model_list):
+        """Caffe's LoadNetWeights: comma-separated caffemodels, copied in turn."""
+        for name in model_list.split(","):
+            name = name.strip()
+            glog.info("solver.cpp:72", f"Finetuning from {name}")
+            net.copy_trained_layers_from(name)
+            self.snapshot_inputs.append(name)
+
+    # ---------------------------------------------------------------- training
+    def solve(self, resume_file=None):
+        glog.info("solver.cpp:289", f"Solving {self.net.name}")
+        glog.info("solver.cpp:290", f"Learning Rate Policy: {self.param.lr_policy}")
+        self.requested_early_exit = False
+        if resume_file:
+            glog.info("solver.cpp:296", f"Restoring previous solver status from {resume_file}")
+            self.restore(resume_file)
+        start_iter = self.iter
+        self.step(self.param.max_iter - self.iter)
+        p = self.param
+        if p.snapshot_after_train and (not p.snapshot or self.iter % p.snapshot != 0):
+            self.snapshot()
+        if self.requested_early_exit:
+            glog.info("solver.cpp:311", "Optimization stopped early.")
+            return
+        if p.display and self.iter % p.display == 0:
+            loss = f32(float(self.net.forward(grad=False).detach()))
+            self._update_smoothed_loss(loss, start_iter)
+            glog.info("solver.cpp:327", f"Iteration {self.iter}, loss = "
+                                        f"{glog.number(self.smoothed_loss)}")
+        if p.test_interval and self.iter % p.test_interval == 0:
+            self.test_all()
+        glog.info("solver.cpp:332", "Optimization Done.")
+
+    def step(self, iters):
+        p = self.param
+        start_iter = self.iter
+        stop_iter = self.iter + iters
+        self.losses = []
+        self.smoothed_loss = f32(0)
+        last_display_iter = self.iter
+        timer = time.perf_counter()
+        while self.iter < stop_iter:
+            self.net.clear_param_diffs()
+            if (p.test_interval and self.iter % p.test_interval == 0
+                    and (self.iter > 0 or p.test_initialization)):
+                self.test_all()
+                if self.requested_early_exit:
+                    break
+            display = p.display and self.iter % p.display == 0
+            loss = f32(0)
+            for _ in range(p.iter_size):
+                loss += f32(self.net.forward_backward())
+            loss /= f32(p.iter_size)
+            self._update_smoothed_loss(loss, start_iter)
+            if display:
+                lapse = time.perf_counter() - timer
+                per_s = (self.iter - last_display_iter) / (lapse or 1)
+                glog.info("solver.cpp:239", f"Iteration {self.iter} ({glog.number(per_s)} iter/s, "
+                          f"{glog.number(lapse)}s/{p.display} iters), loss = "
+                          f"{glog.number(self.smoothed_loss)}")
+                timer = time.perf_counter()
+                last_display_iter = self.iter
+                self._log_outputs(self.net, "solver.cpp:258", "    Train net output")
+            self.apply_update()
+            request = self.request_action()
+            if (p.snapshot and self.iter % p.snapshot == 0) or request == SNAPSHOT:
+                self.snapshot()
+            if request == STOP:
+                self.requested_early_exit = True
+                break
+
+    def _update_smoothed_loss(self, loss, start_iter):
+        average = self.param.average_loss
+        if len(self.losses) < average:
+            self.losses.append(loss)
+            size = f32(len(self.losses))
+            self.smoothed_loss = (self.smoothed_loss * (size - f32(1)) + loss) / size
+        else:
+            index = (self.iter - start_iter) % average
+            self.smoothed_loss += (loss - self.losses[index]) / f32(average)
+            self.losses[index] = loss
+
+    @staticmethod
+    def _log_outputs(net, tag, prefix):
+        for index, (name, value) in enumerate(net.output_values()):
+            glog.info(tag, f"{prefix} #{index}: {name} = {glog.number(value)}"
+                           f"{net.loss_note(name, value)}")
+
+    # ---------------------------------------------------------------- the update
+    def learning_rate(self):
+        with np.errstate(over="ignore", under="ignore"):
+            rate, self.current_step = lr_policy.learning_rate(self.param, self.iter,
+                                                              self.current_step)
+        return rate
+
+    def apply_update(self):
+        p = self.param
+        rate = self.learning_rate()
+        if p.display and self.iter % p.display == 0:
+            glog.info("sgd_solver.cpp:112", f"Iteration {self.iter}, lr = {glog.number(rate)}")
+        grads = [entry.tensor.grad if entry.tensor.grad is not None
+                 else torch.zeros_like(entry.tensor) for entry in self.net.learnable]
+        self._clip(grads)
+        momentum = float(f32(p.momentum))
+        weight_decay = f32(p.weight_decay)
+        # blobs sharing a local rate and decay update together (torch's _foreach ops apply
+        # the same float operations blob by blob, in fewer calls)
+        groups = {}
+        for entry, grad, history in zip(self.net.learnable, grads, self.history):
+            key = (float(rate * f32(entry.lr_mult)), float(weight_decay * f32(entry.decay_mult)))
+            group = groups.setdefault(key, ([], [], []))
+            group[0].append(entry.tensor)
+            group[1].append(grad)
+            group[2].append(history)
+        with torch.no_grad():
+            for (local_rate, local_decay), (weights, grads, history) in groups.items():
+                if p.iter_size > 1:
+                    torch._foreach_mul_(grads, float(f32(1) / f32(p.iter_size)))
+                if local_decay:
+                    penalty = weights if p.regularization_type == "L2" else torch._foreach_sign(weights)
+                    torch._foreach_add_(grads, penalty, alpha=local_decay)
+                torch._foreach_mul_(history, momentum)
+                torch._foreach_add_(history, grads, alpha=local_rate)
+                torch._foreach_sub_(weights, history)
+        self.iter += 1
+
+    def _clip(self, grads):
+        limit = self.param.clip_gradients
+        if limit < 0:
+            return
+        norm = float(torch.sqrt(sum(torch.sum(g * g) for g in grads)))
+        if norm > limit:
+            factor = float(f32(limit) / f32(norm))
+            glog.info("sgd_solver.cpp:99", f"Gradient clipping: scaling down gradients (L2 norm "
+                                           f"{glog.number(norm)} > {glog.number(limit)}) by scale "
+                                           f"factor {glog.number(factor)}")
+            for g in grads:
+                g.mul_(factor)
+
+    # ---------------------------------------------------------------- testing
+    def test_all(self):
+        for i in range(len(self.test_nets)):
+            if self.requested_early_exit:
+                break
+            self.test(i)
+
+    def test(self, index):
+        glog.info("solver.cpp:347", f"Iteration {self.iter}, Testing net (#{index})")
+        net = self.test_nets[index]
+        net.share_trained_layers_with(self.net)
+        scores = None
+        loss = f32(0)
+        iterations = self.param.test_iter[index]
+        for _ in range(iterations):
+            request = self.request_action()
+            while request != NONE:
+                if request == SNAPSHOT:
+                    self.snapshot()
+                elif request == STOP:
+                    self.requested_early_exit = True
+                request = self.request_action()
+            if self.requested_early_exit:
+                break
+            iter_loss = f32(float(net.forward(grad=False)))
+            if self.param.test_compute_loss:
+                loss += iter_loss
+            scores = accumulate_scores(scores, net.output_values())
+        if self.requested_early_exit:
+            glog.info("solver.cpp:396", "Test interrupted.")
+            return
+        if self.param.test_compute_loss:
+            glog.info("solver.cpp:401", f"Test loss: {glog.number(loss / f32(iterations))}")
+        for i, (name, mean, note) in enumerate(mean_scores(net, scores, iterations)):
+            glog.info("solver.cpp:414", f"    Test net output #{i}: {name} = "
+                                        f"{glog.number(mean)}{note}")
+
+    # ---------------------------------------------------------------- snapshots
+    def _filename(self, extension, iteration=None):
+        return (f"{self.param.snapshot_prefix}_iter_"
+                f"{self.iter if iteration is None else iteration}{extension}")
+
+    def snapshot(self):
+        model_file = self._filename(".caffemodel")
+        glog.info("solver.cpp:464", f"Snapshotting to binary proto file {model_file}")
+        caffeio.write_model(model_file, self.net.to_model(), inputs=self.snapshot_inputs)
+        state_file = self._filename(".solverstate")
+        glog.info("sgd_solver.cpp:284", f"Snapshotting solver state to binary proto file "
+                                        f"{state_file}")
+        state = caffeio.SolverState(self.iter, model_file,
+                                    [h.detach().cpu().numpy() for h in self.history],
+                                    self.current_step)
+        caffeio.write_solverstate(state_file, state, inputs=self.snapshot_inputs)
+
+    def restore(self, state_file):
+        """Caffe's Restore: iteration, learning rate step, weights (the state's learned_net)
+        and momentum history, from a .solverstate stock Caffe or the engine wrote."""
+        if str(state_file).endswith(".h5"):
+            raise CaffeFileError(state_file, "HDF5 solver states are not supported by the engine")
+        state = caffeio.read_solverstate(state_file)
+        self.snapshot_inputs = list(self.snapshot_inputs) + [state_file]
+        self.iter = state.iter
+        if state.learned_net:
+            self.net.copy_trained_layers_from(state.learned_net)
+            self.snapshot_inputs.append(state.learned_net)
+        self.current_step = state.current_step
+        if len(state.history) != len(self.history):
+            raise CaffeFileError(state_file, f"incorrect length of history blobs: "
+                                             f"{len(state.history)} stored, the net learns "
+                                             f"{len(self.history)}")
+        glog.info("sgd_solver.cpp:336", "SGDSolver: restoring history")
+        with torch.no_grad():
+            for i, (history, stored) in enumerate(zip(self.history, state.history)):
+                if stored.size != history.numel():
+                    raise CaffeFileError(state_file, f"history blob {i} holds {stored.size} values, "
+                                                     f"the net's blob {history.numel()}")
+                history.copy_(torch.from_numpy(np.ascontiguousarray(stored, np.float32))
+                              .reshape(history.shape))
+
+    def close(self):
+        for net in [self.net] + self.test_nets:
+            net.close()

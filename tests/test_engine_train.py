@@ -1,0 +1,209 @@
+"""Training in the engine against stock `caffe train`: the same solver, net and LMDB data
+(fixed order, no mirror), both starting from stock Caffe's own iteration-0 snapshot.
+
+- 20 iterations with momentum, weight decay and a multistep learning rate: the per-iteration
+  losses, learning rates and test outputs in the two logs (read by the same log parser)
+  agree, and so do the weights, BatchNorm statistics and momentum history of the iteration
+  10 and 20 snapshots; the lr_mult 0 layer stays bit-identical in both;
+- iter_size, clip_gradients, L1 regularization, the step policy and average_loss smoothing;
+- snapshots cross over: stock Caffe resumes from the engine's iteration-10 snapshot and the
+  engine from stock Caffe's, each reproducing the other's uninterrupted run.
+The engine runs through its command line (`sepnets.engine.commands.main`) in this process.
+"""
+import io
+
+import numpy as np
+import pytest
+
+import caffe_log
+from sepnets import caffeio
+from sepnets.db import DatumWriter
+from sepnets.engine import commands, glog
+from sepnets.proto import caffe_pb2
+
+NET = """name: "small"
+layer { name: "data" type: "Data" top: "data" top: "label" include { phase: TRAIN }
+  transform_param { scale: 0.0078125 mean_value: 128 }
+  data_param { source: "TRAIN_DB" backend: LMDB batch_size: 4 } }
+layer { name: "data" type: "Data" top: "data" top: "label" include { phase: TEST }
+  transform_param { scale: 0.0078125 mean_value: 128 }
+  data_param { source: "TEST_DB" backend: LMDB batch_size: 4 } }
+layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
+  param { lr_mult: 1 decay_mult: 1 } param { lr_mult: 2 decay_mult: 0 }
+  convolution_param { num_output: 8 kernel_size: 3 pad: 1 weight_filler { type: "msra" }
+    bias_filler { type: "constant" value: 0.1 } } }
+layer { name: "bn1" type: "BatchNorm" bottom: "conv1" top: "conv1"
+  param { lr_mult: 0 } param { lr_mult: 0 } param { lr_mult: 0 } }
+layer { name: "scale1" type: "Scale" bottom: "conv1" top: "conv1" scale_param { bias_term: true } }
+layer { name: "relu1" type: "ReLU" bottom: "conv1" top: "conv1" }
+layer { name: "pattern" type: "Convolution" bottom: "conv1" top: "pattern"
+  param { lr_mult: 0 decay_mult: 0 }
+  convolution_param { num_output: 8 kernel_size: 3 pad: 1 stride: 2 bias_term: false
+    weight_filler { type: "gaussian" std: 0.1 } } }
+layer { name: "relu2" type: "ReLU" bottom: "pattern" top: "pattern" }
+layer { name: "pool" type: "Pooling" bottom: "pattern" top: "pool"
+  pooling_param { pool: MAX kernel_size: 2 stride: 2 } }
+layer { name: "ip" type: "InnerProduct" bottom: "pool" top: "ip"
+  inner_product_param { num_output: 4 weight_filler { type: "xavier" } } }
+layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "loss" }
+layer { name: "accuracy" type: "Accuracy" bottom: "ip" bottom: "label" top: "accuracy"
+  include { phase: TEST } }
+"""
+
+SOLVER = """net: "NET"
+base_lr: 0.05 momentum: 0.9 weight_decay: 0.001
+lr_policy: "multistep" gamma: 0.3 stepvalue: 6 stepvalue: 13
+display: 1 max_iter: 20
+test_interval: 10 test_iter: 2
+snapshot: 10 snapshot_prefix: "PREFIX"
+random_seed: 1
+"""
+
+VARIANT = """net: "NET"
+base_lr: 0.1 momentum: 0.8 weight_decay: 0.01 regularization_type: "L1"
+lr_policy: "step" gamma: 0.5 stepsize: 3
+iter_size: 2 clip_gradients: 0.5 average_loss: 3
+display: 1 max_iter: 8 snapshot_prefix: "PREFIX"
+"""
+
+# Observed: weights after 20 iterations within 5e-6 of stock's, printed losses within their
+# 6 significant digits; the bound leaves room for other BLAS/oneDNN builds.
+RTOL = 5e-5
+ITERS_PER_EPOCH = 10  # 40 training records / batch 4: a resumed run sees the same batches
+
+
+def make_db(path, count, rng):
+    with DatumWriter(path, "lmdb") as out:
+        for i in range(count):
+            image = rng.integers(0, 256, (3, 12, 12), dtype=np.uint8)
+            out.put(caffe_pb2.Datum(channels=3, height=12, width=12, data=image.tobytes(),
+                                    label=int(i % 4)))
+
+
+def run_engine(argv, cwd, monkeypatch):
+    """The engine's `caffe` command in this process; returns its log."""
+    log = io.StringIO()
+    monkeypatch.chdir(cwd)
+    glog.configure(stream=log, min_level=0)
+    try:
+        assert commands.main(argv) == 0
+    finally:
+        glog.configure(stream=None)
+    return log.getvalue()
+
+
+def run_stock(stock, argv, cwd):
+    return stock.run_caffe(argv, cwd=cwd, timeout=300).stderr
+
+
+@pytest.fixture(scope="module")
+def runs(stock, tmp_path_factory):
+    d = tmp_path_factory.mktemp("train")
+    rng = np.random.default_rng(2)
+    make_db(d / "train_db", 4 * ITERS_PER_EPOCH, rng)
+    make_db(d / "test_db", 8, rng)  # test_iter 2 x batch 4: each test pass reads it once
+    net = d / "net.prototxt"
+    net.write_text(NET.replace("TRAIN_DB", str(d / "train_db")).replace("TEST_DB", str(d / "test_db")))
+
+    def solver(name, template=SOLVER, replace=()):
+        text = template.replace("NET", str(net)).replace("PREFIX", str(d / name))
+        for old, new in replace:
+            text = text.replace(old, new)
+        path = d / f"{name}.solver.prototxt"
+        path.write_text(text)
+        return str(path)
+
+    monkey = pytest.MonkeyPatch()
+    try:
+        run_stock(stock, ["train", "-solver", solver("init", replace=[("max_iter: 20", "max_iter: 0"), ("snapshot: 10", "snapshot: 0")])], d)
+        init = str(d / "init_iter_0.caffemodel")
+        logs = {
+            "stock": run_stock(stock, ["train", "-solver", solver("stock"), "-weights", init], d),
+            "ours": run_engine(["train", "--solver", solver("ours"), "--weights=" + init], d, monkey),
+        }
+        logs["ours_resumed"] = run_engine(["train", "-solver", solver("ours_resumed"), "-snapshot",
+                                           str(d / "stock_iter_10.solverstate")], d, monkey)
+        logs["stock_resumed"] = run_stock(stock, ["train", "-solver", solver("stock_resumed"),
+                                                  "-snapshot", str(d / "ours_iter_10.solverstate")], d)
+        logs["stock_variant"] = run_stock(stock, ["train", "-solver", solver("stock_variant", VARIANT),
+                                                  "-weights", init], d)
+        logs["ours_variant"] = run_engine(["train", "-solver", solver("ours_variant", VARIANT),
+                                           "-weights", init], d, monkey)
+    finally:
+        monkey.undo()
+    return d, {name: caffe_log.parse(text) for name, text in logs.items()}, init
+
+
+def assert_close_series(ours, theirs, rtol, what):
+    assert ours.keys() == theirs.keys() and ours, f"{what}: iterations differ"
+    for key in theirs:
+        a, b = ours[key], theirs[key]
+        assert abs(a - b) <= rtol * max(abs(b), 1e-3), f"{what} at {key}: {a} vs stock {b}"
+
+
+def assert_models_close(path, ref_path, rtol, exact=()):
+    ours, ref = caffeio.read_model(path), caffeio.read_model(ref_path)
+    assert ours.blobs.keys() == ref.blobs.keys()
+    for layer, blobs in ref.blobs.items():
+        for i, blob in enumerate(blobs):
+            mine = ours.blobs[layer][i].reshape(blob.shape)
+            if layer in exact:
+                assert np.array_equal(mine, blob), f"{layer}[{i}] is not bit-identical"
+            err = np.max(np.abs(mine - blob))
+            assert err <= rtol * np.max(np.abs(blob)) + 1e-7, f"{layer}[{i}]: max error {err}"
+
+
+def test_losses_learning_rates_and_tests_match_stock_caffe(runs):
+    _, logs, _ = runs
+    ours, stock = logs["ours"], logs["stock"]
+    assert len(stock["loss"]) == 21  # iterations 0..19 and the final display at 20
+    assert ours["lr"] == stock["lr"]  # printed as Caffe prints floats: identical text
+    assert_close_series(ours["loss"], stock["loss"], RTOL, "loss")
+    for iteration in (0, 10, 20):
+        assert_close_series(ours["test"][iteration], stock["test"][iteration], RTOL,
+                            f"test outputs at {iteration}")
+    for message in ("MultiStep Status: Iteration 6, step = 1", "Optimization Done."):
+        assert message in ours["messages"] and message in stock["messages"]
+
+
+def test_snapshots_match_stock_caffe_and_frozen_layer_is_bit_identical(runs):
+    d, _, init = runs
+    for iteration in (10, 20):
+        assert_models_close(d / f"ours_iter_{iteration}.caffemodel",
+                            d / f"stock_iter_{iteration}.caffemodel", RTOL, exact=("pattern",))
+    frozen = caffeio.read_model(init).blobs["pattern"][0]
+    for who in ("ours", "stock"):
+        assert np.array_equal(caffeio.read_model(d / f"{who}_iter_20.caffemodel").blobs["pattern"][0],
+                              frozen)
+    ours = caffeio.read_solverstate(d / "ours_iter_20.solverstate")
+    stock = caffeio.read_solverstate(d / "stock_iter_20.solverstate")
+    assert (ours.iter, ours.current_step) == (stock.iter, stock.current_step) == (20, 2)
+    assert len(ours.history) == len(stock.history) == 10  # learnable blobs, BatchNorm's too
+    for mine, ref in zip(ours.history, stock.history):
+        assert mine.shape == ref.shape
+        assert np.max(np.abs(mine - ref)) <= RTOL * np.max(np.abs(ref)) + 1e-7
+
+
+def test_solver_options_match_stock_caffe(runs):
+    """iter_size 2, clip_gradients, L1 decay, the step policy, average_loss 3."""
+    d, logs, _ = runs
+    ours, stock = logs["ours_variant"], logs["stock_variant"]
+    assert ours["lr"] == stock["lr"]
+    assert_close_series(ours["loss"], stock["loss"], RTOL, "smoothed loss")
+    clipped = [m for m in stock["messages"] if m.startswith("Gradient clipping")]
+    assert clipped and len(clipped) == len([m for m in ours["messages"]
+                                            if m.startswith("Gradient clipping")])
+    assert_models_close(d / "ours_variant_iter_8.caffemodel", d / "stock_variant_iter_8.caffemodel",
+                        RTOL, exact=("pattern",))
+
+
+def test_snapshots_cross_over_between_engines(runs):
+    d, logs, _ = runs
+    # the engine resumed stock Caffe's iteration-10 snapshot: it continues stock's run
+    later = {i: v for i, v in logs["stock"]["loss"].items() if i >= 10}
+    assert_close_series(logs["ours_resumed"]["loss"], later, RTOL, "resumed loss")
+    assert_models_close(d / "ours_resumed_iter_20.caffemodel", d / "stock_iter_20.caffemodel", RTOL)
+    # stock Caffe resumed the engine's iteration-10 snapshot: it continues the engine's run
+    later = {i: v for i, v in logs["ours"]["loss"].items() if i >= 10}
+    assert_close_series(logs["stock_resumed"]["loss"], later, RTOL, "resumed loss")
+    assert_models_close(d / "stock_resumed_iter_20.caffemodel", d / "ours_iter_20.caffemodel", RTOL)
