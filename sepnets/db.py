@@ -214,16 +214,30 @@ def array_datum(array, label, unencoded_flag=False):
     return datum
 
 
-def datum_array(datum):
-    """Datum -> (channels, height, width) array: uint8 for `data`, float32 for `float_data`;
-    an encoded image is decoded the way Caffe's DecodeDatumNative does."""
+def datum_array(datum, force_color=False, force_gray=False, source="<datum>"):
+    """Datum -> (channels, height, width) array: uint8 for `data`, float32 for `float_data`.
+
+    An encoded image is decoded as Caffe's DataTransformer does: natively
+    (DecodeDatumNative: gray stays one channel, alpha kept) unless transform_param's
+    force_color / force_gray ask for 3 or 1 channels.
+    """
     if datum.encoded:
         from sepnets import images
-        return images.hwc_to_chw(images.decode(datum.data, native=True))
+        try:
+            if force_color or force_gray:
+                return images.hwc_to_chw(images.decode_forced(datum.data, gray=force_gray))
+            return images.hwc_to_chw(images.decode(datum.data, native=True))
+        except images.ImageError as err:
+            raise CaffeFileError(source, f"encoded image record: {err}") from None
     shape = (datum.channels, datum.height, datum.width)
     if datum.data:
-        return np.frombuffer(datum.data, np.uint8).reshape(shape)
-    return np.asarray(datum.float_data, np.float32).reshape(shape)
+        values = np.frombuffer(datum.data, np.uint8)
+    else:
+        values = np.asarray(datum.float_data, np.float32)
+    if values.size != int(np.prod(shape)):
+        raise CaffeFileError(source, f"record holds {values.size} values, its shape {shape} "
+                                     f"needs {int(np.prod(shape))}")
+    return values.reshape(shape)
 
 
 class MeanAccumulator:

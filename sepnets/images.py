@@ -66,6 +66,17 @@ def decode(source, native=False):
     return np.asarray(image if image.mode == "RGB" else image.convert("RGB"))[:, :, ::-1]
 
 
+def decode_forced(source, gray):
+    """Encoded bytes -> BGR (gray=False, 3 channels) or gray (1 channel) uint8 array, as
+    cv::imdecode with IMREAD_COLOR / IMREAD_GRAYSCALE (Caffe's force_color / force_gray)."""
+    image = _open(source)
+    if gray:
+        return np.asarray(image.convert("L"))[:, :, None].copy()
+    if image.mode == "CMYK":
+        return _cmyk_to_bgr(image)
+    return np.asarray(image.convert("RGB"))[:, :, ::-1]
+
+
 def _axis(dst, src):
     """Source index and float32 fraction per destination index, as cv::resize computes them."""
     scale = 1.0 / (dst / src)

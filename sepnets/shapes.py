@@ -57,7 +57,7 @@ def _spatial(layer, values, single, h, w, default, n):
     return values * n if len(values) == 1 else values
 
 
-def _conv_geometry(layer, p, n_spatial):
+def conv_geometry(layer, p, n_spatial):
     has = p.HasField
     kernel = _spatial(layer, p.kernel_size, None, p.kernel_h if has("kernel_h") else None,
                       p.kernel_w if has("kernel_w") else None, None, n_spatial)
@@ -78,7 +78,7 @@ def _convolution(layer, bottoms, deconv=False):
     n_spatial = len(shape) - axis - 1
     if n_spatial < 1:
         _fail(layer, f"input {shape} has no spatial axes after the channel axis")
-    kernel, stride, pad, dilation = _conv_geometry(layer, p, n_spatial)
+    kernel, stride, pad, dilation = conv_geometry(layer, p, n_spatial)
     channels = shape[axis]
     group = p.group
     if p.num_output <= 0:

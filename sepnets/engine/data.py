@@ -3,7 +3,6 @@ first record at the end, like Caffe's cursor), decoded and transformed as Caffe'
 DataTransformer does (mean_file or mean_value subtraction, scale, crop: random in TRAIN,
 centred in TEST, random mirror), batched ahead of use on a background thread (Caffe's
 prefetch)."""
-import io
 import queue
 import threading
 
@@ -12,31 +11,6 @@ import numpy as np
 from sepnets import caffeio, db
 from sepnets.engine import glog
 from sepnets.errors import CaffeFileError, UserError
-
-
-def datum_array(datum, force_color=False, force_gray=False, source="<datum>"):
-    """A Datum's values as a (channels, height, width) array: uint8 for byte data (encoded
-    images decoded to BGR like OpenCV), float32 for float_data."""
-    if datum.encoded:
-        from PIL import Image
-        try:
-            image = Image.open(io.BytesIO(datum.data))
-            gray = force_gray or (not force_color and image.mode in ("1", "L", "I;16"))
-            pixels = np.asarray(image.convert("L" if gray else "RGB"), dtype=np.uint8)
-        except OSError as err:
-            raise CaffeFileError(source, f"cannot decode an encoded image record: {err}") from None
-        if gray:
-            return pixels[None]
-        return pixels[:, :, ::-1].transpose(2, 0, 1)  # RGB -> BGR, channels first
-    shape = (datum.channels, datum.height, datum.width)
-    if datum.data:
-        values = np.frombuffer(datum.data, dtype=np.uint8)
-    else:
-        values = np.asarray(datum.float_data, dtype=np.float32)
-    if values.size != int(np.prod(shape)):
-        raise CaffeFileError(source, f"record holds {values.size} values, its shape {shape} "
-                                     f"needs {int(np.prod(shape))}")
-    return values.reshape(shape)
 
 
 class DataTransformer:
@@ -133,7 +107,7 @@ class BatchLoader:
         self.source = p.source
         self.cursor = RecordCursor(p.source, p.backend)
         t = layer.transform_param
-        first = datum_array(db.first_datum(p.source, p.backend), t.force_color, t.force_gray,
+        first = db.datum_array(db.first_datum(p.source, p.backend), t.force_color, t.force_gray,
                             p.source)
         self.transform = DataTransformer(t, train, first.shape, rng, self.where)
         self.shape = (self.batch_size,) + self.transform.output_shape(first.shape)
@@ -147,7 +121,7 @@ class BatchLoader:
         labels = np.empty(self.batch_size, dtype=np.float32)
         for i in range(self.batch_size):
             datum = db.decode_datum(self.cursor.next(), self.source)
-            values = datum_array(datum, t.force_color, t.force_gray, self.source)
+            values = db.datum_array(datum, t.force_color, t.force_gray, self.source)
             if t.output_shape(values.shape) != self.shape[1:]:
                 raise CaffeFileError(self.source, f"record of shape {values.shape} does not fit "
                                                   f"the batch's {self.shape[1:]}")

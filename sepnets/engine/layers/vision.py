@@ -34,7 +34,7 @@ class Convolution(Layer):
             self.fail("only axis 1 (channels) is supported")
         if len(self.param.top) != len(self.param.bottom):
             self.fail("give one top per bottom")
-        kernel, stride, pad, dilation = caffe_shapes._conv_geometry(self.param, p, 2)
+        kernel, stride, pad, dilation = caffe_shapes.conv_geometry(self.param, p, 2)
         self.stride, self.pad, self.dilation = tuple(stride), tuple(pad), tuple(dilation)
         self.group = p.group
         self.blobs.append(self.make_blob(p.weight_filler, shapes.param_shapes[0], "weight_filler"))
