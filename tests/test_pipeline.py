@@ -134,3 +134,22 @@ def test_makefile_passes_the_variables():
                      make_dry("quant"))
     assert make_dry("finetune", "NET=googlenet", "FILTER=3x3").endswith(
         "tools/pipeline.py finetune googlenet --filter 3x3 --engine caffe")
+
+
+def test_demo_runs_on_the_torch_engine_too(tmp_path):
+    """ENGINE=torch: the same files and steps through `python -m sepnets.caffe`; its logs feed
+    plot_log.py and its snapshots quant_pattern.py and fix_pattern.py like stock Caffe's."""
+    root = workdir(tmp_path, "lenet")
+    proc = run_tool(PIPELINE, "demo", "--engine", "torch", "--train-iters", "60",
+                    "--finetune-iters", "20", "--sweep", "0.04,0.06", cwd=root)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "-m sepnets.caffe train --solver models/demo/solver.prototxt" in proc.stdout
+    assert "-m sepnets.caffe train --solver models/demo/solver_fix_5x5_pattern.prototxt " \
+           "--weights models/demo/lenet_iter_60_quant_5x5_" in proc.stdout
+    doc = json.loads((root / "logs/demo/eval.json").read_text())
+    assert doc["engine"] == "torch" and doc["models"]["full"]["outputs"]["accuracy"] > 0.5
+    patterned = caffeio.read_model(root / doc["models"]["patterned"]["model"])
+    refined = caffeio.read_model(root / doc["models"]["refined"]["model"])
+    assert np.array_equal(refined.blobs["conv2"][0], patterned.blobs["conv2"][0])
+    assert "test accuracy: final" in (root / "logs/demo/plot.log").read_text()
+    assert "PyTorch engine" in (root / "logs/demo/results.md").read_text()
