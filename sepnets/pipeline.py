@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from sepnets import caffeio, caffetest, selection
+from sepnets import caffeio, caffetest, quant, selection
 from sepnets.errors import UserError
 
 REPO = Path(__file__).resolve().parent.parent  # the toolkit's own programs
@@ -282,7 +282,8 @@ def quantized_model(ws, filters, offset=None):
     trained = trained_model(ws)
     stem = trained.name[:-len(".caffemodel")]
     tag = filters_tag(filters)
-    pattern = f"{stem}_quant_{tag}_{offset if offset is not None else '*'}.caffemodel"
+    which = quant.offset_text(float(offset)) if offset is not None else "*"
+    pattern = f"{stem}_quant_{tag}_{which}.caffemodel"
     found = sorted(trained.parent.glob(pattern), key=lambda p: p.stat().st_mtime)
     if not found:
         raise UserError(f"no patterned model {rel(trained.parent / pattern)}: run `make quant` first")
