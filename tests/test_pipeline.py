@@ -1,6 +1,7 @@
 """The pipeline (tools/pipeline.py, the Makefile's procedure targets) with stock Caffe on the
 real MNIST sample: train -> sweep -> fine-tune -> evaluate -> results, and resuming."""
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -120,7 +121,10 @@ def test_missing_data_names_the_make_target(tmp_path):
 
 
 def make_dry(*args):
-    out = subprocess.run(["make", "-n", *args], cwd=REPO, capture_output=True, text=True)
+    # a clean environment: under `make test` the outer make's MAKEFLAGS/MAKELEVEL would reach it
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+    out = subprocess.run(["make", "-n", "--no-print-directory", *args], cwd=REPO,
+                         capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr
     return out.stdout.splitlines()[-1].rstrip()
 
