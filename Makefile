@@ -12,10 +12,15 @@ CAFFE_TOOL := tools/caffe
 .PHONY: help setup venv proto caffe test demo bench
 
 help:
-	@echo "make setup   virtualenv (.venv), upstream caffe.proto compiled, stock Caffe 1.0 rootfs"
-	@echo "make demo    setup + the main job"
-	@echo "make test    setup + the test suite"
-	@echo "make bench   setup + benchmarks (ratios against stock Caffe, measured in the same run)"
+	@echo "make setup                virtualenv (.venv), upstream caffe.proto compiled, stock Caffe 1.0 rootfs"
+	@echo "make demo                 setup + the main job (LeNet / MNIST 5k: train, binarize, fine-tune, results)"
+	@echo "make test                 setup + the test suite"
+	@echo "make bench                setup + benchmarks (ratios against stock Caffe, measured in the same run)"
+	@echo "make nets                 regenerate prototxt/<net>/ and the README's table of networks"
+	@echo "make data-mnist | data-cifar10 | data-imagenet   databases under data/"
+	@echo "make train-<net>          train prototxt/<net>/ (resumes); e.g. train-googlenet, train-resnet20"
+	@echo "make quant | finetune | eval | plot | results    the procedure on NET (see README)"
+	@echo "variables: NET=$(NET) FILTER=$(FILTER) OFFSET=$(OFFSET) SWEEP=$(SWEEP) ENGINE=$(ENGINE) GPU=$(GPU) CAFFE=$(CAFFE)"
 
 # ---------------------------------------------------------------- set-up (idempotent)
 setup: venv proto caffe
