@@ -4,7 +4,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from sepnets import caffeio, netinfo, netstate
-from sepnets.errors import UserError
+from sepnets.errors import ArgumentParser, UserError
 from sepnets.nets import BY_NAME, NETWORKS
 from sepnets.proto import caffe_pb2
 
@@ -108,8 +108,7 @@ def update_readme(path):
 
 
 def main(argv=None):
-    import argparse
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="make_nets.py",
         description="Writes prototxt/<net>/{train_val,deploy,solver}.prototxt for every network "
                     "of the paper and its baselines, or their table (parameters, sizes, MACs).")

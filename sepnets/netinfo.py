@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from sepnets import caffeio, netstate, selection, shapes
 from sepnets.db import data_layer_shapes
-from sepnets.errors import UserError
+from sepnets.errors import ArgumentParser, UserError
 
 KINDS = ("1x1", "3x3", "5x5", "7x7", "other kxk", "fc", "bias", "bn/scale", "other")
 CONV_TYPES = ("Convolution", "Deconvolution")
@@ -284,8 +284,7 @@ def parse_shape_args(values):
 
 
 def main(argv=None):
-    import argparse
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="netinfo.py", description="Shapes, parameters by kind, MACs and R/B/BQ sizes of a Caffe net.")
     parser.add_argument("net", help="net prototxt")
     parser.add_argument("--weights", help="caffemodel to check against the net's blob shapes")

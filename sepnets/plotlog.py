@@ -1,6 +1,5 @@
 """plot_log.py: Caffe training logs as a figure, as parse_log.py's CSV tables, and as a
 short summary (final and best value of every test output)."""
-import argparse
 import re
 import sys
 from pathlib import Path
@@ -9,14 +8,14 @@ import numpy as np
 
 from sepnets import caffelog
 from sepnets.caffeio import atomic_write
-from sepnets.errors import UserError
+from sepnets.errors import ArgumentParser, UserError
 
 FORMATS = ("png", "pdf", "svg", "jpg", "jpeg", "tif", "tiff", "webp", "eps", "ps")
 MOST_PANELS = 30          # output panels drawn without --metric (a figure stays readable)
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="plot_log.py",
         description="Plots Caffe training logs (stock Caffe's or the torch engine's glog "
                     "output): training loss, learning rate and every train/test net output, "

@@ -13,7 +13,7 @@ import numpy as np
 from sepnets import staging
 from sepnets.datasets import download
 from sepnets.db import MeanAccumulator, array_datum, backend_name, write_mean, write_records
-from sepnets.errors import CaffeFileError, UserError
+from sepnets.errors import ArgumentParser, CaffeFileError, UserError
 from sepnets.bootstrap import REPO
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -246,7 +246,7 @@ def prepare(archive, variant, backend, out_dir, pad=PAD, scale=GCN_SCALE,
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="prepare_cifar10.py", description=DESCRIPTION,
+    parser = ArgumentParser(prog="prepare_cifar10.py", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variant", choices=VARIANTS, default="highway-padded",
                         help="which preprocessing (default: highway-padded, the authors' best)")

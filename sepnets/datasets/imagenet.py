@@ -12,7 +12,7 @@ import numpy as np
 from sepnets import images, staging
 from sepnets.bootstrap import REPO
 from sepnets.db import DatumWriter, MeanAccumulator, array_datum, backend_name, write_mean
-from sepnets.errors import CaffeFileError, UserError
+from sepnets.errors import ArgumentParser, CaffeFileError, UserError
 from sepnets.proto import caffe_pb2
 
 DATA_DIR = REPO / "data" / "imagenet"
@@ -180,7 +180,7 @@ def _report_skipped(skipped, total, log):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="prepare_imagenet.py", description=DESCRIPTION,
+    parser = ArgumentParser(prog="prepare_imagenet.py", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", required=True, type=Path, help="directory the list's paths are in")
     parser.add_argument("--list", required=True, type=Path, dest="list_path",

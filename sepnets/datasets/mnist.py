@@ -11,7 +11,7 @@ import numpy as np
 
 from sepnets import staging
 from sepnets.db import array_datum, backend_name, write_records
-from sepnets.errors import CaffeFileError, UserError
+from sepnets.errors import ArgumentParser, CaffeFileError, UserError
 from sepnets.bootstrap import REPO
 
 DATA_DIR = REPO / "data" / "mnist"
@@ -158,7 +158,7 @@ def prepare(out_dir, backend="lmdb", idx_dir=None, test_count=TEST_COUNT, seed=S
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="prepare_mnist.py", description=DESCRIPTION,
+    parser = ArgumentParser(prog="prepare_mnist.py", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out-dir", type=Path, default=DATA_DIR,
                         help="where the databases go (default: data/mnist)")
