@@ -32,7 +32,7 @@ from sepnets.bootstrap import ensure_venv  # noqa: E402
 ensure_venv()
 import numpy as np  # noqa: E402
 
-from sepnets import caffeio, stockcaffe  # noqa: E402
+from sepnets import caffeio, caffetest, stockcaffe  # noqa: E402
 from sepnets.db import DatumWriter  # noqa: E402
 from sepnets.proto import caffe_pb2  # noqa: E402
 
@@ -118,7 +118,7 @@ def run(argv, cwd):
 
 
 def engine_command(solver_path, gpu=None):
-    cmd = [sys.executable, "-m", "sepnets.caffe", "train", "-solver", str(solver_path)]
+    cmd = caffetest.engine_command("torch") + ["train", "-solver", str(solver_path)]
     return cmd + (["-gpu", str(gpu)] if gpu is not None else [])
 
 

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sepnets import caffeio, caffetest, quant, selection
+from sepnets.bootstrap import REPO  # the toolkit's own files
 from sepnets.errors import UserError
 
-REPO = Path(__file__).resolve().parent.parent  # the toolkit's own programs
 
 
 def root():

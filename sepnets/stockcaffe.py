@@ -5,9 +5,9 @@ import os
 import subprocess
 from pathlib import Path
 
+from sepnets.bootstrap import REPO  # the toolkit's own files
 from sepnets.errors import UserError
 
-REPO = Path(__file__).resolve().parent.parent
 CAFFE_TOOL = REPO / "tools" / "caffe"
 PYCAFFE_TOOL = REPO / "tools" / "pycaffe"
 CAFFE_BIN_TOOL = REPO / "tools" / "caffe-bin"
