@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from sepnets import caffeio, caffetest, quant, selection
+from sepnets import caffeio, caffetest, quant
 from sepnets.bootstrap import REPO  # the toolkit's own files
 from sepnets.errors import UserError
 
@@ -57,11 +57,6 @@ class Workspace:
 
     def eval_path(self):
         return self.logs / "eval.json"
-
-
-def filters_tag(filters):
-    """--filter values as they appear in file names (quant_pattern.py's rule): 3x3_5x5, kxk."""
-    return selection.filters_tag(selection.parse_filters(filters))
 
 
 def network_names():
@@ -187,16 +182,12 @@ def test_iterations(solver):
 
 # ---------------------------------------------------------------- quantize, fine-tune
 
-def selection_args(filters, include_first=False):
-    return ["--filter", *filters] + (["--include-first"] if include_first else [])
-
-
-def quantize(ws, filters, offset=None, sweep=None, engine="caffe", gpu=None, model=None,
-             include_first=False, iterations=None, sweep_csv=None):
+def quantize(ws, selector, offset=None, sweep=None, engine="caffe", gpu=None, model=None,
+             iterations=None, sweep_csv=None):
     """quant_pattern.py on the trained model; returns the patterned caffemodel's path."""
     model = Path(model or trained_model(ws))
     argv = [sys.executable, REPO / "quant_pattern.py", "--model", rel(model),
-            *selection_args(filters, include_first)]
+            *selector.argv()]
     if sweep:
         argv += ["--sweep", sweep, "--net", rel(ws.train_val), "--engine", engine,
                  "--iterations", str(iterations or test_iterations(ws.solver))]
@@ -216,13 +207,13 @@ def quantize(ws, filters, offset=None, sweep=None, engine="caffe", gpu=None, mod
     return max(made, key=lambda p: p.stat().st_mtime)
 
 
-def fix_pattern_files(ws, filters, include_first=False, solver=None, max_iter=None):
+def fix_pattern_files(ws, selector, solver=None, max_iter=None):
     """tools/fix_pattern.py into models/<name>/; returns the fine-tune solver's path."""
     solver = Path(solver or ws.solver)
-    tag = filters_tag(filters)
+    tag = selector.tag
     prefix = rel(solver_prefix(solver))
     argv = [sys.executable, REPO / "tools" / "fix_pattern.py", "--net", rel(ws.train_val),
-            "--solver", rel(solver), *selection_args(filters, include_first),
+            "--solver", rel(solver), *selector.argv(),
             "--out-dir", rel(ws.models), "--snapshot-prefix", f"{prefix}_fix_{tag}_pattern"]
     ws.models.mkdir(parents=True, exist_ok=True)
     run_logged(argv, ws.logs / "finetune.log")
@@ -235,10 +226,9 @@ def fix_pattern_files(ws, filters, include_first=False, solver=None, max_iter=No
     return fix_solver
 
 
-def finetune(ws, filters, quantized, engine="caffe", gpu=None, include_first=False,
-             max_iter=None, quiet=False):
+def finetune(ws, selector, quantized, engine="caffe", gpu=None, max_iter=None, quiet=False):
     """Fine-tunes the patterned model with the pattern layers frozen; returns the final model."""
-    fix_solver = fix_pattern_files(ws, filters, include_first, max_iter=max_iter)
+    fix_solver = fix_pattern_files(ws, selector, max_iter=max_iter)
     return train(ws, engine, gpu, solver=fix_solver, weights=quantized,
                  log_name="finetune.log", quiet=quiet)
 
@@ -277,11 +267,11 @@ def check_data(ws, solver=None):
                             f"does not exist: {hint}")
 
 
-def quantized_model(ws, filters, offset=None):
-    """The newest patterned model of the trained snapshot for these filters (and offset)."""
+def quantized_model(ws, selector, offset=None):
+    """The newest patterned model of the trained snapshot for this selection (and offset)."""
     trained = trained_model(ws)
     stem = trained.name[:-len(".caffemodel")]
-    tag = filters_tag(filters)
+    tag = selector.tag
     which = quant.offset_text(float(offset)) if offset is not None else "*"
     pattern = f"{stem}_quant_{tag}_{which}.caffemodel"
     found = sorted(trained.parent.glob(pattern), key=lambda p: p.stat().st_mtime)
@@ -290,9 +280,9 @@ def quantized_model(ws, filters, offset=None):
     return found[-1]
 
 
-def refined_model(ws, filters):
-    tag = filters_tag(filters)
+def refined_model(ws, selector):
+    tag = selector.tag
     solver = ws.models / f"solver_fix_{tag}_pattern.prototxt"
     if not solver.exists():
-        raise UserError(f"no fine-tuning for --filter {' '.join(filters)} yet: run `make finetune` first")
+        raise UserError(f"no fine-tuning for {selector.describe()} yet: run `make finetune` first")
     return trained_model(ws, solver)

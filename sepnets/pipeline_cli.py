@@ -17,20 +17,13 @@ from sepnets.errors import ArgumentParser, UserError
 DEMO_TRAIN_ITERS = 1000
 DEMO_FINETUNE_ITERS = 500
 DEMO_SWEEP = "0.02:0.09:0.01"  # the authors' range
-DEMO_FILTER = ["5x5"]
+DEMO_FILTER = "5x5"
 
 
 def add_common(parser):
     parser.add_argument("--engine", choices=["caffe", "torch"], default="caffe",
                         help="stock Caffe (default) or the PyTorch engine")
     parser.add_argument("--gpu", help="passed to caffe as --gpu (a CUDA build or the engine)")
-
-
-def add_selection(parser):
-    parser.add_argument("--filter", nargs="+", required=True, metavar="HxW",
-                        help="kernel sizes to binarize (3x3, 5x5, ..., kxk)")
-    parser.add_argument("--include-first", action="store_true",
-                        help="binarize the first convolution on the input too")
 
 
 def build_parser():
@@ -41,19 +34,19 @@ def build_parser():
     add_common(p)
     p = sub.add_parser("quant", help="quant_pattern.py on NET's newest snapshot")
     p.add_argument("net")
-    add_selection(p)
+    selection.add_arguments(p)
     how = p.add_mutually_exclusive_group(required=True)
     how.add_argument("--offset", type=float)
     how.add_argument("--sweep", metavar="START:STOP:STEP")
     add_common(p)
     p = sub.add_parser("finetune", help="fix-pattern files + caffe train --weights <patterned>")
     p.add_argument("net")
-    add_selection(p)
+    selection.add_arguments(p)
     p.add_argument("--offset", help="which patterned model (default: the newest)")
     add_common(p)
     p = sub.add_parser("eval", help="caffe test on the full, patterned and refined models")
     p.add_argument("net")
-    add_selection(p)
+    selection.add_arguments(p)
     p.add_argument("--offset", help="which patterned model (default: the newest)")
     add_common(p)
     p = sub.add_parser("plot", help="loss and accuracy curves of NET's logs")
@@ -61,17 +54,13 @@ def build_parser():
     p.add_argument("--metric", help="test output to plot (default: every one)")
     p = sub.add_parser("results", help="logs/NET/results.md from the evaluation")
     p.add_argument("net")
-    add_selection(p)
+    selection.add_arguments(p)
     p = sub.add_parser("demo", help="the whole procedure on LeNet / MNIST 5k, offline")
     p.add_argument("--train-iters", type=int, default=DEMO_TRAIN_ITERS)
     p.add_argument("--finetune-iters", type=int, default=DEMO_FINETUNE_ITERS)
     p.add_argument("--sweep", default=DEMO_SWEEP)
     add_common(p)
     return parser
-
-
-def selector_of(args):
-    return selection.Selector(selection.parse_filters(args.filter), args.include_first)
 
 
 def plot(ws, metric=None):
@@ -89,9 +78,10 @@ def plot(ws, metric=None):
 
 def evaluate(ws, args, offset=None):
     models = {"full": pipeline.trained_model(ws)}
-    models["patterned"] = pipeline.quantized_model(ws, args.filter, offset)
+    selector = selection.from_args(args)
+    models["patterned"] = pipeline.quantized_model(ws, selector, offset)
     try:
-        models["refined"] = pipeline.refined_model(ws, args.filter)
+        models["refined"] = pipeline.refined_model(ws, selector)
     except UserError:
         print("(no fine-tuned model yet: evaluating full and patterned only)")
     return pipeline.evaluate(ws, models, args.engine, args.gpu)
@@ -149,19 +139,19 @@ def demo(args):
     step(1)
     pipeline.train(ws, args.engine, args.gpu, quiet=True)
     step(2)
-    patterned = pipeline.quantize(ws, DEMO_FILTER, sweep=args.sweep, engine=args.engine,
+    selector = selection.Selector(selection.parse_filters([DEMO_FILTER]))
+    patterned = pipeline.quantize(ws, selector, sweep=args.sweep, engine=args.engine,
                                   gpu=args.gpu, sweep_csv=ws.logs / "sweep.csv")
     step(3)
-    pipeline.finetune(ws, DEMO_FILTER, patterned, args.engine, args.gpu,
+    pipeline.finetune(ws, selector, patterned, args.engine, args.gpu,
                       max_iter=args.finetune_iters, quiet=True)
     step(4)
     models = {"full": pipeline.trained_model(ws), "patterned": patterned,
-              "refined": pipeline.refined_model(ws, DEMO_FILTER)}
+              "refined": pipeline.refined_model(ws, selector)}
     pipeline.evaluate(ws, models, args.engine, args.gpu)
     step(5)
     png = plot(ws)
     step(6)
-    selector = selection.Selector(selection.parse_filters(DEMO_FILTER))
     path = report.write(ws, selector, "LeNet on the MNIST 5k sample: pattern binarization (make demo)", [
         f"`make demo`: {args.train_iters} training iterations of prototxt/lenet with LeNet's "
         f"solver (inv policy, base_lr 0.01), 4,000 training and 1,000 test images.",
@@ -184,18 +174,19 @@ def main(argv=None):
         model = pipeline.train(ws, args.engine, args.gpu)
         print(f"trained: {pipeline.rel(model)}")
     elif args.step == "quant":
-        model = pipeline.quantize(ws, args.filter, args.offset, args.sweep, args.engine, args.gpu,
-                                  include_first=args.include_first,
+        model = pipeline.quantize(ws, selection.from_args(args), args.offset, args.sweep,
+                                  args.engine, args.gpu,
                                   sweep_csv=ws.logs / "sweep.csv" if args.sweep else None)
         print(f"patterned: {pipeline.rel(model)}")
     elif args.step == "finetune":
-        patterned = pipeline.quantized_model(ws, args.filter, args.offset)
-        model = pipeline.finetune(ws, args.filter, patterned, args.engine, args.gpu, args.include_first)
+        selector = selection.from_args(args)
+        patterned = pipeline.quantized_model(ws, selector, args.offset)
+        model = pipeline.finetune(ws, selector, patterned, args.engine, args.gpu)
         print(f"refined: {pipeline.rel(model)}")
     elif args.step == "eval":
         evaluate(ws, args, args.offset)
     elif args.step == "plot":
         print(f"wrote {pipeline.rel(plot(ws, args.metric))}")
     elif args.step == "results":
-        print(report.write(ws, selector_of(args), f"{ws.net}: pattern binarization").read_text())
+        print(report.write(ws, selection.from_args(args), f"{ws.net}: pattern binarization").read_text())
     return 0

@@ -137,6 +137,15 @@ class Selector:
     def tag(self):
         return filters_tag(self.filters)
 
+    def argv(self):
+        """The flags that make this selection in quant_pattern.py and tools/fix_pattern.py."""
+        args = ["--filter", *(s.text for s in self.filters)]
+        args += ["--include-first"] if self.include_first else []
+        for flag, patterns in (("--layers", self.layers), ("--exclude", self.exclude)):
+            for pattern in patterns:
+                args += [flag, pattern]
+        return args
+
     def describe(self):
         text = f"--filter {' '.join(s.text for s in self.filters)}"
         if self.include_first:
