@@ -70,16 +70,8 @@ def deploy_net(path):
 
 
 def random_model(net, seed=0):
-    info = netinfo.analyze(net, "TEST")
     rng = np.random.default_rng(seed)
-    model = caffeio.Model(caffe_pb2.NetParameter(name=net.name))
-    for layer in net.layer:
-        model.net.layer.add().CopyFrom(layer)
-    for layer in info.layers:
-        if layer.param_shapes:
-            model.blobs[layer.name] = [(0.05 * rng.standard_normal(s)).astype(np.float32)
-                                       for s in layer.param_shapes]
-    return model
+    return netinfo.model_for(net, lambda shape: (0.05 * rng.standard_normal(shape)).astype(np.float32))
 
 
 def time_ours(model_path, out_path):

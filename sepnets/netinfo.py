@@ -14,11 +14,13 @@ The main path is what the net's final output needs; layers only feeding other ou
 """
 import json
 import math
+import os
 from dataclasses import dataclass, field
 
 from sepnets import caffeio, netstate, selection, shapes
 from sepnets.db import data_layer_shapes
 from sepnets.errors import ArgumentParser, UserError
+from sepnets.proto import caffe_pb2
 
 KINDS = ("1x1", "3x3", "5x5", "7x7", "other kxk", "fc", "bias", "bn/scale", "other")
 CONV_TYPES = ("Convolution", "Deconvolution")
@@ -198,6 +200,18 @@ def analyze(net_or_path, phase="TEST", level=0, stages=(), data_shapes=None, out
     phase_name = phase if isinstance(phase, str) else {0: "TRAIN", 1: "TEST"}[phase]
     return NetInfo(path, phase_name.upper(), layers, main_path(layers, output), blob_shapes,
                    _shared_blobs(filtered, layers))
+
+
+def model_for(net_or_path, fill, phase="TEST"):
+    """A caffemodel (caffeio.Model) for a net: its layers, and fill(shape) for every parameter
+    blob the net has in `phase` (random weights for tests and benchmarks, zeros, ...)."""
+    net = caffeio.read_net(net_or_path) if isinstance(net_or_path, (str, os.PathLike)) else net_or_path
+    model = caffeio.Model(caffe_pb2.NetParameter(name=net.name))
+    model.net.layer.extend(net.layer)
+    for layer in analyze(net, phase).layers:
+        if layer.param_shapes:
+            model.blobs[layer.name] = [fill(shape) for shape in layer.param_shapes]
+    return model
 
 
 def legacy_shape(shape):

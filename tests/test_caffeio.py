@@ -33,15 +33,10 @@ def stock_params(stock, net, weights, out):
 def random_model(net_path, seed=0, legacy=(), double=()):
     """A Model for `net_path` built by our library alone: layer messages and random blobs."""
     rng = np.random.default_rng(seed)
-    info = netinfo.analyze(net_path)
-    net = caffeio.read_net(net_path)
-    model = caffeio.Model(caffeio.caffe_pb2.NetParameter(name=net.name))
-    for layer in net.layer:
-        model.net.layer.add().CopyFrom(layer)
-    for layer in info.layers:
-        if layer.param_shapes:
-            dtype = np.float64 if layer.name in double else np.float32
-            model.blobs[layer.name] = [rng.standard_normal(s).astype(dtype) for s in layer.param_shapes]
+    model = netinfo.model_for(net_path, rng.standard_normal)
+    for name, blobs in model.blobs.items():
+        dtype = np.float64 if name in double else np.float32
+        model.blobs[name] = [b.astype(dtype) for b in blobs]
     for name, index in legacy:
         model.legacy.add((name, index))
     return model

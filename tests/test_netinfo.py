@@ -71,14 +71,7 @@ def test_size_conventions():
 
 def test_weights_check_reports_mismatches(tmp_path):
     tiny = NETS / "tiny.prototxt"
-    info = netinfo.analyze(tiny)
-    net = caffeio.read_net(tiny)
-    model = caffeio.Model(caffe_pb2.NetParameter())
-    for layer in net.layer:
-        model.net.layer.add().CopyFrom(layer)
-    for l in info.layers:
-        if l.param_shapes:
-            model.blobs[l.name] = [np.zeros(s, np.float32) for s in l.param_shapes]
+    model = netinfo.model_for(tiny, lambda shape: np.zeros(shape, np.float32))
     good = tmp_path / "good.caffemodel"
     caffeio.write_model(good, model)
     proc = run_tool("tools/netinfo.py", tiny, "--weights", good)

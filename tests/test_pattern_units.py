@@ -169,21 +169,15 @@ def test_report_summary_averages_layer_mse_by_kernel():
 def binarized_model(seed=0, mean=False):
     """tiny.prototxt's layers with random blobs, conv2 (3x3, group 4) binarized."""
     rng = np.random.default_rng(seed)
-    info = netinfo.analyze(NETS / "tiny.prototxt")
-    model = caffeio.Model(caffe_pb2.NetParameter(name="tiny"))
-    for layer in caffeio.read_net(NETS / "tiny.prototxt").layer:
-        model.net.layer.add().CopyFrom(layer)
-    for layer in info.layers:
-        if layer.param_shapes:
-            model.blobs[layer.name] = [(0.1 * rng.standard_normal(s)).astype(np.float32)
-                                       for s in layer.param_shapes]
+    model = netinfo.model_for(NETS / "tiny.prototxt",
+                              lambda shape: (0.1 * rng.standard_normal(shape)).astype(np.float32))
     model.legacy.add(("ip", 0))
     model.blobs["ip"][0] = model.blobs["ip"][0].reshape(1, 1, 5, 24)
     layers = [model.layer("conv2")]
     quantized, _ = quant.quantize_model(model, layers, None if mean else 0.05)
     quantized.blobs["conv2"][0][0] = 0.0  # a zero filter: scale 0, signs kept through packing
     quantized.blobs["conv2"][0][0, 0, 0, 0] = -0.0
-    return quantized, {"conv2"}, info
+    return quantized, {"conv2"}, netinfo.analyze(NETS / "tiny.prototxt")
 
 
 def test_pack_b_round_trip_is_bit_exact_and_sized_as_netinfo_predicts(tmp_path):
