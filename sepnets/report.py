@@ -11,10 +11,6 @@ from sepnets import caffeio, netinfo, selection
 LABELS = {"full": "Full", "patterned": "BiPattern", "refined": "Refined"}
 
 
-def pattern_layers(ws, selector):
-    return [l.name for l in selector.select(list(caffeio.read_net(ws.train_val).layer))]
-
-
 def sizes_table(ws, names):
     info = netinfo.analyze(ws.deploy)
     is_pattern = lambda layer: layer.name in names  # noqa: E731
@@ -51,8 +47,9 @@ def write(ws, selector, title, notes=()):
     for entry in models.values():
         outputs += [k for k in entry["outputs"] if k not in outputs]
     columns = [k for k in ("full", "patterned", "refined") if k in models]
-    names = pattern_layers(ws, selector)
-    held = selector.held_first(list(caffeio.read_net(ws.train_val).layer))
+    layers = list(caffeio.read_net(ws.train_val).layer)
+    names = [l.name for l in selector.select(layers)]
+    held = selector.held_first(layers)
 
     lines = [f"# {title}", "",
              f"Measured by the pipeline on {time.strftime('%Y-%m-%d %H:%M')} with the "
