@@ -6,15 +6,12 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-# stock Caffe's `caffe` tool; CAFFE=/path/to/caffe (e.g. your CUDA build) replaces it
-CAFFE_TOOL := tools/caffe
-
 .PHONY: help setup venv proto caffe test demo bench
 
 help:
 	@echo "make setup                virtualenv (.venv), upstream caffe.proto compiled, stock Caffe 1.0 rootfs"
 	@echo "make demo                 setup + the main job (LeNet / MNIST 5k: train, binarize, fine-tune, results)"
-	@echo "make test                 setup + the test suite"
+	@echo "make test                 setup + ruff (make lint) + the test suite"
 	@echo "make bench                setup + benchmarks (ratios against stock Caffe, measured in the same run)"
 	@echo "make nets                 regenerate prototxt/<net>/ and the README's table of networks"
 	@echo "make data-mnist | data-cifar10 | data-imagenet   databases under data/"
@@ -33,14 +30,19 @@ $(VENV)/.installed: requirements.txt
 	touch $@
 
 proto: venv
-	$(PY) -m sepnets.proto_build
+	$(PY) -m sepnets.caffe.proto_build
 
 caffe:
 	tools/setup_caffe.sh
 
 # ---------------------------------------------------------------- tests
-test: setup
+test: setup lint
 	$(PY) -m pytest tests
+
+# ruff, configured in pyproject.toml (pyflakes, pycodestyle, import order): zero findings
+.PHONY: lint
+lint: venv
+	$(PY) -m ruff check .
 
 # ---------------------------------------------------------------- the paper's procedure
 # NET: a directory of prototxt/ (lenet, resnet20, googlenet, sepnet_small, ...).
@@ -88,7 +90,7 @@ demo: setup
 bench: setup
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
-# ---------------------------------------------------------------- networks (issue 3)
+# ---------------------------------------------------------------- networks
 # `make nets`: (re)write prototxt/<net>/{train_val,deploy,solver}.prototxt from sepnets/nets/
 # and the README's table of networks. The committed files are its output (tests/test_nets.py).
 .PHONY: nets

@@ -27,18 +27,19 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from sepnets.bootstrap import ensure_venv  # noqa: E402
+from sepnets.bootstrap import ensure_venv
 
 ensure_venv()
-import numpy as np  # noqa: E402
+import numpy as np
 
-from sepnets import caffeio, caffetest, stockcaffe  # noqa: E402
-from sepnets.db import DatumWriter  # noqa: E402
-from sepnets.proto import caffe_pb2  # noqa: E402
+from sepnets import paths
+from sepnets.caffe import engines, files
+from sepnets.caffe import stock as stockcaffe
+from sepnets.caffe.db import DatumWriter
+from sepnets.caffe.proto import caffe_pb2
 
-SHARED = Path(os.environ.get("SEPNETS_SHARED", REPO.parent / "shared"))
-RESNET = SHARED / "reference" / "sepnets-authors" / "resnet20_relu_msra_cifar10.prototxt"
-GOOGLENET = SHARED / "reference" / "sepnets-authors" / "googlenet_train_val.prototxt"
+RESNET = paths.authors() / "resnet20_relu_msra_cifar10.prototxt"
+GOOGLENET = paths.authors() / "googlenet_train_val.prototxt"
 LENET = REPO / "tests" / "nets" / "engine" / "lenet.prototxt"
 ROUNDS = 2
 TIMING = re.compile(r"\] Iteration (\d+) \(([\d.e+-]+) iter/s, ([\d.e+-]+)s/(\d+) iters\)")
@@ -54,7 +55,7 @@ def make_db(path, count, shape, classes, rng):
 
 def train_net(src, dst, source, batch, transform, data_shape=None):
     """`src` with its Data layers reading `source` (an Input-fed net gets a Data layer)."""
-    net = caffeio.read_net(src)
+    net = files.read_net(src)
     out = caffe_pb2.NetParameter()
     out.CopyFrom(net)
     del out.layer[:]
@@ -72,13 +73,13 @@ def train_net(src, dst, source, batch, transform, data_shape=None):
             layer.data_param.batch_size = batch
             layer.transform_param.Clear()
             layer.transform_param.MergeFrom(transform)
-    caffeio.write_text(dst, out)
+    files.write_text(dst, out)
     return dst
 
 
 def synthetic_net(src, dst, shape):
     """`src`'s TRAIN net fed by a DummyData layer of constant values: filled once, in memory."""
-    net = caffeio.read_net(src)
+    net = files.read_net(src)
     out = caffe_pb2.NetParameter(name=net.name)
     data = out.layer.add(name="data", type="DummyData", top=["data", "label"])
     data.dummy_data_param.shape.add(dim=shape)
@@ -89,7 +90,7 @@ def synthetic_net(src, dst, shape):
         if layer.type not in ("Data", "Input") and not any(
                 rule.phase == caffe_pb2.TEST for rule in layer.include):
             out.layer.add().CopyFrom(layer)
-    caffeio.write_text(dst, out)
+    files.write_text(dst, out)
     return dst
 
 
@@ -118,7 +119,7 @@ def run(argv, cwd):
 
 
 def engine_command(solver_path, gpu=None):
-    cmd = caffetest.engine_command("torch") + ["train", "-solver", str(solver_path)]
+    cmd = engines.engine_command("torch") + ["train", "-solver", str(solver_path)]
     return cmd + (["-gpu", str(gpu)] if gpu is not None else [])
 
 
@@ -145,7 +146,7 @@ def main():
         work = Path(tmp)
         make_db(work / "cifar", 1280, (3, 40, 40), 10, rng)
         mean = work / "mean.binaryproto"
-        caffeio.write_blobproto(mean, rng.uniform(100, 150, (1, 3, 40, 40)).astype(np.float32),
+        files.write_blobproto(mean, rng.uniform(100, 150, (1, 3, 40, 40)).astype(np.float32),
                                 legacy=True)
         cifar = caffe_pb2.TransformationParameter(crop_size=32, mirror=True, mean_file=str(mean))
         resnet = train_net(RESNET, work / "resnet20.prototxt", work / "cifar", 128, cifar)

@@ -18,13 +18,14 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from sepnets.bootstrap import ensure_venv  # noqa: E402
+from sepnets.bootstrap import ensure_venv
 
 ensure_venv()
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
+import numpy as np
+from PIL import Image
 
-from sepnets import db, stockcaffe  # noqa: E402
+from sepnets.caffe import db
+from sepnets.caffe import stock as stockcaffe
 
 IMAGES = 300
 REPEATS = 2

@@ -13,7 +13,6 @@ Ours writes atomically and fsyncs the output before the rename (about 60 ms of t
 """
 import contextlib
 import io
-import os
 import sys
 import tempfile
 import time
@@ -21,43 +20,28 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from sepnets.bootstrap import ensure_venv  # noqa: E402
+from sepnets.bootstrap import ensure_venv
 
 ensure_venv()
-import numpy as np  # noqa: E402
+import numpy as np
 
-from sepnets import caffeio, netinfo, netstate, quant, selection, stockcaffe  # noqa: E402
-from sepnets.proto import caffe_pb2  # noqa: E402
+from sepnets import paths
+from sepnets.caffe import files, netstate
+from sepnets.cli import quant_pattern
+from sepnets.patterns import selection
+from tests.support import models, pycaffe
 
-SHARED = Path(os.environ.get("SEPNETS_SHARED", REPO.parent / "shared"))
-GOOGLENET = SHARED / "reference" / "sepnets-authors" / "googlenet_train_val.prototxt"
+GOOGLENET = paths.authors() / "googlenet_train_val.prototxt"
 REPEATS = 3
 OFFSET = 0.06
 FILTERS = ["3x3", "5x5"]
 
-PYCAFFE_ROUTE = """
-import json, sys, time
-import numpy as np, caffe
-proto, weights, out, offset, repeats = sys.argv[1:6]
-names = sys.argv[6:]
-best = None
-for _ in range(int(repeats)):
-    start = time.perf_counter()
-    net = caffe.Net(proto, caffe.TEST, weights=weights)
-    for name in names:
-        w = net.params[name][0].data
-        w[...] = np.where(w > 0, float(offset), -float(offset))
-    net.save(out)
-    took = time.perf_counter() - start
-    best = took if best is None else min(best, took)
-    del net
-print(json.dumps({"seconds": best}))
-"""
+
 
 
 def deploy_net(path):
     """The TEST-phase net with its Data layer replaced by a batch-1 Input layer."""
-    net = netstate.filter_net(caffeio.read_net(path), "TEST", 0, ())
+    net = netstate.filter_net(files.read_net(path), "TEST", 0, ())
     for layer in net.layer:
         if layer.type == "Data":
             crop = layer.transform_param.crop_size
@@ -71,7 +55,7 @@ def deploy_net(path):
 
 def random_model(net, seed=0):
     rng = np.random.default_rng(seed)
-    return netinfo.model_for(net, lambda shape: (0.05 * rng.standard_normal(shape)).astype(np.float32))
+    return models.model_for(net, lambda shape: (0.05 * rng.standard_normal(shape)).astype(np.float32))
 
 
 def time_ours(model_path, out_path):
@@ -81,7 +65,7 @@ def time_ours(model_path, out_path):
     for _ in range(REPEATS):
         start = time.perf_counter()
         with contextlib.redirect_stdout(io.StringIO()):
-            quant.main(argv)
+            quant_pattern.main(argv)
         took = time.perf_counter() - start
         best = took if best is None else min(best, took)
     return best
@@ -93,20 +77,20 @@ def main():
     with tempfile.TemporaryDirectory(prefix="bench_quant_") as tmp:
         tmp = Path(tmp)
         net = deploy_net(GOOGLENET)
-        proto = caffeio.write_text(tmp / "googlenet_deploy.prototxt", net)
+        proto = files.write_text(tmp / "googlenet_deploy.prototxt", net)
         model = random_model(net)
-        weights = caffeio.write_model(tmp / "googlenet_random.caffemodel", model)
-        names = [l.name for l in selection.Selector(selection.parse_filters(FILTERS)).select(model.layers())]
+        weights = files.write_model(tmp / "googlenet_random.caffemodel", model)
+        selector = selection.Selector(selection.parse_filters(FILTERS))
+        names = [layer.name for layer in selector.select(model.layers())]
         size = weights.stat().st_size
         print(f"GoogLeNet-sized caffemodel: {size / 1e6:.1f} MB, "
               f"{sum(b.size for v in model.blobs.values() for b in v):,} parameters; binarizing "
               f"{len(names)} layers ({' '.join(FILTERS)}) at a = {OFFSET}")
         ours = time_ours(weights, tmp / "ours.caffemodel")
-        theirs = stockcaffe.run_pycaffe_json(
-            PYCAFFE_ROUTE, [proto, weights, tmp / "pycaffe.caffemodel", OFFSET, REPEATS] + names,
-            timeout=600)["seconds"]
-        a = caffeio.read_model(tmp / "ours.caffemodel")
-        b = caffeio.read_model(tmp / "pycaffe.caffemodel")
+        theirs = pycaffe.run_json("quant_route", proto, weights, tmp / "pycaffe.caffemodel",
+                                  OFFSET, REPEATS, *names)["seconds"]
+        a = files.read_model(tmp / "ours.caffemodel")
+        b = files.read_model(tmp / "pycaffe.caffemodel")
         same = all(np.array_equal(a.blobs[n][i], b.blobs[n][i])
                    for n in b.blobs for i in range(len(b.blobs[n])))
         print(f"  quant_pattern (read, binarize, atomic+fsync write, report): {ours:.3f} s")

@@ -4,7 +4,8 @@ import os
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from sepnets.paths import REPO
+
 VENV_PYTHON = REPO / ".venv" / "bin" / "python"
 
 

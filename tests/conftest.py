@@ -1,19 +1,9 @@
-"""Shared fixtures: stock Caffe (required, never skipped), the authors' reference files."""
-import os
-import subprocess
-import sys
-from pathlib import Path
-
+"""Shared fixtures: stock Caffe (required, never skipped), the authors' reference files.
+Shared helpers are the package tests.support."""
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from sepnets import stockcaffe  # noqa: E402
-
-SHARED = Path(os.environ.get("SEPNETS_SHARED", REPO.parent / "shared"))
-AUTHORS = SHARED / "reference" / "sepnets-authors"
-NETS = Path(__file__).resolve().parent / "nets"
+from sepnets.caffe import stock as stockcaffe
+from tests.support.project import AUTHORS
 
 
 @pytest.fixture(scope="session")
@@ -29,9 +19,3 @@ def authors():
     if not AUTHORS.is_dir():
         pytest.fail(f"the authors' reference files are missing: {AUTHORS} (set SEPNETS_SHARED)")
     return AUTHORS
-
-
-def run_tool(*argv, cwd=None, check=False):
-    """Runs a project command with the test's python; returns the CompletedProcess."""
-    cmd = [sys.executable] + [str(a) for a in argv]
-    return subprocess.run(cmd, cwd=cwd or REPO, capture_output=True, text=True, check=check)

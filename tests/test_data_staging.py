@@ -3,7 +3,8 @@ interrupt at any point leaves nothing under the final names, and the next run st
 import numpy as np
 import pytest
 
-from sepnets import db, staging
+from sepnets.caffe import db
+from sepnets.datasets import staging
 from sepnets.errors import UserError
 
 

@@ -9,16 +9,16 @@ import signal
 
 import numpy as np
 import pytest
+from google.protobuf import text_format
 
-from conftest import NETS, REPO, run_tool
-from sepnets import caffeio
-from sepnets.db import DatumWriter
-from sepnets.engine import commands, flags, glog
+from sepnets.caffe import files, glog
+from sepnets.caffe.db import DatumWriter
+from sepnets.caffe.proto import caffe_pb2
+from sepnets.engine import commands, flags
 from sepnets.engine.net import Net, net_state
 from sepnets.engine.solver import SGDSolver
 from sepnets.errors import UserError
-from sepnets.proto import caffe_pb2
-from google.protobuf import text_format
+from tests.support.project import NETS, REPO, run_tool
 
 NET = """name: "scored"
 layer { name: "data" type: "Data" top: "data" top: "label"
@@ -46,7 +46,7 @@ def scored(tmp_path_factory):
     glog.configure(min_level=2)
     net = Net(net_state(text_format.Parse(model.read_text(), caffe_pb2.NetParameter()), "TEST"))
     weights = d / "w.caffemodel"
-    caffeio.write_model(weights, net.to_model())
+    files.write_model(weights, net.to_model())
     net.close()
     glog.configure(min_level=0)
     return d, model, weights
@@ -84,7 +84,7 @@ def test_test_command_prints_stock_caffes_lines_and_values(stock, scored):
     assert [k for k, _ in ours_scores] == [k for k, _ in their_scores] and len(their_scores) == 4 * 2 + 3
     for (_, a), (_, b) in zip(ours_scores, their_scores):
         assert abs(a - b) <= 2e-5 * max(abs(b), 1e-3)
-    assert [l for l in ours if l.startswith("loss = ")][0].endswith("loss)")  # "(* 1 = x loss)"
+    assert [line for line in ours if line.startswith("loss = ")][0].endswith("loss)")  # "(* 1 = x loss)"
 
 
 def test_time_command_prints_stock_caffes_summary(stock, scored):
@@ -97,10 +97,10 @@ def test_time_command_prints_stock_caffes_summary(stock, scored):
     summary = ("Average Forward pass: ", "Average Backward pass: ", "Average Forward-Backward: ",
                "Total Time: ", "*** Benchmark ends ***", "Initial loss: ")
     for start in summary:
-        assert any(l.startswith(start) for l in ours) and any(l.startswith(start) for l in theirs)
+        assert any(line.startswith(start) for line in ours) and any(line.startswith(start) for line in theirs)
     layer_lines = re.compile(r"^ *(\S+)\t(forward|backward): [\d.e+-]+ ms\.$")
-    ours_layers = [m.groups() for l in ours if (m := layer_lines.match(l))]
-    their_layers = [m.groups() for l in theirs if (m := layer_lines.match(l))]
+    ours_layers = [m.groups() for line in ours if (m := layer_lines.match(line))]
+    their_layers = [m.groups() for line in theirs if (m := layer_lines.match(line))]
     # stock Caffe also times the Split layers it inserts; the engine has none to time
     assert ours_layers == [g for g in their_layers if not g[0].endswith("_split")]
     assert len(ours_layers) == 2 * 6
@@ -145,13 +145,16 @@ INPUT = 'layer { name: "in" type: "Input" top: "x" input_param { shape { dim: 1 
 @pytest.mark.parametrize("layer, problem", [
     ('layer { name: "odd" type: "Im2col" bottom: "x" top: "y" }',
      "layer 'odd': layer type 'Im2col' is not supported by the engine"),
-    ('layer { name: "p" type: "Pooling" bottom: "x" top: "y" pooling_param { pool: STOCHASTIC kernel_size: 2 } }',
+    ('layer { name: "p" type: "Pooling" bottom: "x" top: "y" '
+     'pooling_param { pool: STOCHASTIC kernel_size: 2 } }',
      "layer 'p' (Pooling): only MAX and AVE pooling"),
-    ('layer { name: "c" type: "Convolution" bottom: "x" top: "y" convolution_param { num_output: 2 kernel_size: 1 axis: 2 } }',
+    ('layer { name: "c" type: "Convolution" bottom: "x" top: "y" '
+     'convolution_param { num_output: 2 kernel_size: 1 axis: 2 } }',
      "layer 'c' (Convolution): only axis 1"),
     ('layer { name: "l" type: "SoftmaxWithLoss" bottom: "x" bottom: "x" top: "a" top: "b" }',
      "layer 'l' (SoftmaxWithLoss): takes 1 top blob(s), 2 given"),
-    ('layer { name: "p" type: "Pooling" bottom: "x" top: "y" pooling_param { pool: MAX kernel_size: 2 stride: 5 } }',
+    ('layer { name: "p" type: "Pooling" bottom: "x" top: "y" '
+     'pooling_param { pool: MAX kernel_size: 2 stride: 5 } }',
      "the last pooling window starts outside"),
 ])
 def test_unsupported_layers_and_parameters_name_the_layer(layer, problem):

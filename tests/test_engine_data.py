@@ -7,12 +7,11 @@ import io
 import numpy as np
 import pytest
 
-from engine_support import Case, run_cases, assert_conforms
-from sepnets import caffeio
-from sepnets.db import DatumWriter
-from sepnets.engine import glog
+from sepnets.caffe import files, glog
+from sepnets.caffe.db import DatumWriter
+from sepnets.caffe.proto import caffe_pb2
 from sepnets.engine.net import Net, net_state
-from sepnets.proto import caffe_pb2
+from tests.support.engine import Case, assert_conforms, run_cases
 
 R = np.random.default_rng(5)
 IMAGES = R.integers(0, 256, (10, 3, 10, 9), dtype=np.uint8)
@@ -50,7 +49,7 @@ def data_net(name, source, backend, transform, phase_rule="", batch=4):
 def dbs(tmp_path_factory):
     d = tmp_path_factory.mktemp("dbs")
     mean = d / "mean.binaryproto"
-    caffeio.write_blobproto(mean, R.uniform(0, 255, (1, 3, 10, 9)).astype(np.float32), legacy=True)
+    files.write_blobproto(mean, R.uniform(0, 255, (1, 3, 10, 9)).astype(np.float32), legacy=True)
     return {"lmdb": write_db(d / "lmdb", "lmdb"), "leveldb": write_db(d / "leveldb", "leveldb"),
             "png": write_db(d / "png", "lmdb", encode=png),
             "float": write_db(d / "float", "leveldb", floats=True), "mean": mean, "dir": d}
@@ -81,7 +80,7 @@ def test_train_crops_and_mirrors_are_random_windows_of_the_records(dbs):
     path = dbs["dir"] / "train_crop.prototxt"
     path.write_text(text)
     glog.configure(min_level=2)
-    net = Net(net_state(caffeio.read_net(path), "TRAIN"), seed=3, source=str(path))
+    net = Net(net_state(files.read_net(path), "TRAIN"), seed=3, source=str(path))
     seen_offsets, seen_mirror = set(), set()
     for _ in range(3):
         net.forward(grad=False)

@@ -9,12 +9,13 @@ import re
 
 import numpy as np
 import pytest
-
-from conftest import NETS
-from engine_support import Case, run_cases
-from sepnets.engine import glog, lr_policy
-from sepnets.proto import caffe_pb2
 from google.protobuf import text_format
+
+from sepnets.caffe import glog
+from sepnets.caffe.proto import caffe_pb2
+from sepnets.engine import lr_policy
+from tests.support.engine import Case, run_cases
+from tests.support.project import NETS
 
 FILLERS = {
     "constant": "type: 'constant' value: 0.25",
@@ -33,7 +34,8 @@ FILLERS = {
 
 def filler_net():
     layers = ['name: "fillers"',
-              'layer { name: "in" type: "Input" top: "x" input_param { shape { dim: 1 dim: 40 dim: 5 dim: 5 } } }']
+              'layer { name: "in" type: "Input" top: "x" '
+              'input_param { shape { dim: 1 dim: 40 dim: 5 dim: 5 } } }']
     for name, filler in FILLERS.items():
         layers.append(f'layer {{ name: "{name}" type: "Convolution" bottom: "x" top: "{name}" '
                       f'convolution_param {{ num_output: 120 kernel_size: 3 bias_term: false '

@@ -4,7 +4,7 @@ statistics) agree to 1e-5 of each blob's magnitude. All cases run in one pycaffe
 import numpy as np
 import pytest
 
-from engine_support import Case, assert_conforms, layer_net, run_cases
+from tests.support.engine import Case, assert_conforms, layer_net, run_cases
 
 R = np.random.default_rng(7)
 

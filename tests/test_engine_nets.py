@@ -5,10 +5,10 @@ authors' own prototxts with their Data layers replaced by an Input layer)."""
 import numpy as np
 import pytest
 
-from conftest import NETS
-from engine_support import Case, assert_conforms, run_cases
-from sepnets import caffeio
-from sepnets.proto import caffe_pb2
+from sepnets.caffe import files
+from sepnets.caffe.proto import caffe_pb2
+from tests.support.engine import Case, assert_conforms, run_cases
+from tests.support.project import NETS
 
 R = np.random.default_rng(11)
 ENGINE_NETS = NETS / "engine"
@@ -17,7 +17,7 @@ ENGINE_NETS = NETS / "engine"
 def with_input(src, dst, shape, cut_after=None, force_backward=False):
     """`src` with its Data layers replaced by one Input layer (data, label), optionally cut
     after layer `cut_after`."""
-    net = caffeio.read_net(src)
+    net = files.read_net(src)
     out = caffe_pb2.NetParameter(name=net.name, force_backward=force_backward)
     data = out.layer.add(name="data", type="Input", top=["data", "label"])
     data.input_param.shape.add(dim=shape)
@@ -28,7 +28,7 @@ def with_input(src, dst, shape, cut_after=None, force_backward=False):
         out.layer.add().CopyFrom(layer)
         if layer.name == cut_after:
             break
-    caffeio.write_text(dst, out)
+    files.write_text(dst, out)
     return str(dst)
 
 

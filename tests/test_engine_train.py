@@ -15,11 +15,11 @@ import io
 import numpy as np
 import pytest
 
-import caffe_log
-from sepnets import caffeio
-from sepnets.db import DatumWriter
-from sepnets.engine import commands, glog
-from sepnets.proto import caffe_pb2
+from sepnets.caffe import files, glog
+from sepnets.caffe.db import DatumWriter
+from sepnets.caffe.proto import caffe_pb2
+from sepnets.engine import commands
+from tests.support import caffe_log
 
 NET = """name: "small"
 layer { name: "data" type: "Data" top: "data" top: "label" include { phase: TRAIN }
@@ -115,7 +115,9 @@ def runs(stock, tmp_path_factory):
 
     monkey = pytest.MonkeyPatch()
     try:
-        run_stock(stock, ["train", "-solver", solver("init", replace=[("max_iter: 20", "max_iter: 0"), ("snapshot: 10", "snapshot: 0")])], d)
+        init_solver = solver("init", replace=[("max_iter: 20", "max_iter: 0"),
+                                              ("snapshot: 10", "snapshot: 0")])
+        run_stock(stock, ["train", "-solver", init_solver], d)
         init = str(d / "init_iter_0.caffemodel")
         logs = {
             "stock": run_stock(stock, ["train", "-solver", solver("stock"), "-weights", init], d),
@@ -142,7 +144,7 @@ def assert_close_series(ours, theirs, rtol, what):
 
 
 def assert_models_close(path, ref_path, rtol, exact=()):
-    ours, ref = caffeio.read_model(path), caffeio.read_model(ref_path)
+    ours, ref = files.read_model(path), files.read_model(ref_path)
     assert ours.blobs.keys() == ref.blobs.keys()
     for layer, blobs in ref.blobs.items():
         for i, blob in enumerate(blobs):
@@ -171,12 +173,12 @@ def test_snapshots_match_stock_caffe_and_frozen_layer_is_bit_identical(runs):
     for iteration in (10, 20):
         assert_models_close(d / f"ours_iter_{iteration}.caffemodel",
                             d / f"stock_iter_{iteration}.caffemodel", RTOL, exact=("pattern",))
-    frozen = caffeio.read_model(init).blobs["pattern"][0]
+    frozen = files.read_model(init).blobs["pattern"][0]
     for who in ("ours", "stock"):
-        assert np.array_equal(caffeio.read_model(d / f"{who}_iter_20.caffemodel").blobs["pattern"][0],
+        assert np.array_equal(files.read_model(d / f"{who}_iter_20.caffemodel").blobs["pattern"][0],
                               frozen)
-    ours = caffeio.read_solverstate(d / "ours_iter_20.solverstate")
-    stock = caffeio.read_solverstate(d / "stock_iter_20.solverstate")
+    ours = files.read_solverstate(d / "ours_iter_20.solverstate")
+    stock = files.read_solverstate(d / "stock_iter_20.solverstate")
     assert (ours.iter, ours.current_step) == (stock.iter, stock.current_step) == (20, 2)
     assert len(ours.history) == len(stock.history) == 10  # learnable blobs, BatchNorm's too
     for mine, ref in zip(ours.history, stock.history):

@@ -2,21 +2,21 @@
 same solver changes."""
 import pytest
 
-from conftest import NETS, REPO, run_tool
-from sepnets import caffeio, fixpattern
-from sepnets.proto import caffe_pb2
+from sepnets.caffe import files
+from sepnets.patterns import finetune
+from tests.support.project import NETS, REPO, run_tool
 
 FIX = REPO / "tools" / "fix_pattern.py"
 
 
 def params(net):
     """{layer: [(lr_mult, decay_mult), ...]} as Caffe reads them (unset fields: 1)."""
-    return {l.name: [(p.lr_mult, p.decay_mult) for p in l.param] for l in net.layer}
+    return {layer.name: [(p.lr_mult, p.decay_mult) for p in layer.param] for layer in net.layer}
 
 
 def frozen(net):
-    return [l.name for l in net.layer if len(l.param) and l.param[0].lr_mult == 0
-            and l.type == "Convolution"]
+    return [layer.name for layer in net.layer if len(layer.param) and layer.param[0].lr_mult == 0
+            and layer.type == "Convolution"]
 
 
 def fix_authors(authors, out, net, solver, their_fix, *flags):
@@ -24,8 +24,8 @@ def fix_authors(authors, out, net, solver, their_fix, *flags):
     proc = run_tool(FIX, "--net", authors / net, "--solver", authors / solver, *flags,
                     "--out-dir", out)
     assert proc.returncode == 0, proc.stderr
-    return (caffeio.read_net(out / "train_val_fix_3x3_pattern.prototxt"),
-            caffeio.read_net(authors / their_fix))
+    return (files.read_net(out / "train_val_fix_3x3_pattern.prototxt"),
+            files.read_net(authors / their_fix))
 
 
 def test_googlenet_3x3_is_the_authors_file(authors, tmp_path):
@@ -40,13 +40,13 @@ def test_googlenet_3x3_is_the_authors_file(authors, tmp_path):
     # biases keep their params: lr_mult 2, decay_mult 0
     assert params(ours)["inception_3a/3x3"] == [(0, 0), (2, 0)]
 
-    solver = caffeio.read_solver(tmp_path / "solver_fix_3x3_pattern.prototxt")
-    their_solver = caffeio.read_solver(authors / "googlenet_quick_solver_fix_3x3_pattern.prototxt")
+    solver = files.read_solver(tmp_path / "solver_fix_3x3_pattern.prototxt")
+    their_solver = files.read_solver(authors / "googlenet_quick_solver_fix_3x3_pattern.prototxt")
     assert solver.base_lr == their_solver.base_lr == pytest.approx(0.005)
     assert solver.net == str((tmp_path / "train_val_fix_3x3_pattern.prototxt").resolve())
     assert solver.snapshot_prefix.endswith("/bvlc_googlenet_quick_fix_3x3_pattern")
     # everything else as in the training solver (the authors also changed the snapshot interval)
-    original = caffeio.read_solver(authors / "googlenet_quick_solver.prototxt")
+    original = files.read_solver(authors / "googlenet_quick_solver.prototxt")
     for field in ("net", "base_lr", "snapshot_prefix"):
         solver.ClearField(field)
         original.ClearField(field)
@@ -57,8 +57,8 @@ def test_googlenet_default_selection_also_freezes_the_stem_3x3(authors, tmp_path
     proc = run_tool(FIX, "--net", authors / "googlenet_train_val.prototxt", "--filter", "3x3",
                     "--out-dir", tmp_path)
     assert proc.returncode == 0, proc.stderr
-    ours = frozen(caffeio.read_net(tmp_path / "train_val_fix_3x3_pattern.prototxt"))
-    theirs = frozen(caffeio.read_net(authors / "googlenet_train_val_fix_3x3_pattern.prototxt"))
+    ours = frozen(files.read_net(tmp_path / "train_val_fix_3x3_pattern.prototxt"))
+    theirs = frozen(files.read_net(authors / "googlenet_train_val_fix_3x3_pattern.prototxt"))
     assert ours == ["conv2/3x3"] + theirs
     assert not (tmp_path / "solver_fix_3x3_pattern.prototxt").exists()  # no --solver given
 
@@ -76,20 +76,21 @@ def test_resnet20_is_the_authors_fix_pattern_file(authors, tmp_path):
     # the rest differs from their file only in the TRAIN data layer (they halved its batch)
     differ = [a.name for a, b in zip(ours.layer, theirs.layer) if a != b]
     assert differ == ["data"] and ours.layer[0].data_param.batch_size == 256
-    solver = caffeio.read_solver(tmp_path / "solver_fix_3x3_pattern.prototxt")
+    solver = files.read_solver(tmp_path / "solver_fix_3x3_pattern.prototxt")
     assert solver.base_lr == pytest.approx(0.05)
     assert solver.net == str(tmp_path / "train_val_fix_3x3_pattern.prototxt")
     assert solver.snapshot_prefix == "model/ResNet20_highway_padded_data_fix_3x3_pattern"
 
     proc = run_tool(FIX, "--net", authors / "resnet20_relu_msra_cifar10.prototxt",
                     "--filter", "3x3", "--out-dir", tmp_path)
-    default = frozen(caffeio.read_net(tmp_path / "train_val_fix_3x3_pattern.prototxt"))
+    assert proc.returncode == 0, proc.stderr
+    default = frozen(files.read_net(tmp_path / "train_val_fix_3x3_pattern.prototxt"))
     assert sorted(default) == sorted(frozen(theirs) + ["map32_1_conv_proj", "map64_1_conv_proj"])
 
 
 def test_freeze_adds_a_weight_param_where_there_was_none():
-    net = caffeio.read_net(NETS / "tiny.prototxt")
-    out = fixpattern.freeze(net, {"conv2", "conv3"})
+    net = files.read_net(NETS / "tiny.prototxt")
+    out = finetune.freeze(net, {"conv2", "conv3"})
     # only the weight's ParamSpec: a bias would keep Caffe's default (lr_mult 1, decay_mult 1)
     assert params(out)["conv2"] == [(0, 0)] and params(out)["conv3"] == [(0, 0)]
     assert params(out)["conv1"] == [] and params(net)["conv2"] == []  # the input is untouched
@@ -106,7 +107,7 @@ def test_outputs_beside_the_inputs_and_train_net_solvers(tmp_path):
                     "--filter", "3x3", "--include-first", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "frozen 1 layer(s): conv1" in proc.stdout
-    written = caffeio.read_solver(tmp_path / "solver_fix_3x3_pattern.prototxt")
+    written = files.read_solver(tmp_path / "solver_fix_3x3_pattern.prototxt")
     assert written.train_net == "nets/train_val_fix_3x3_pattern.prototxt"
     assert written.test_net == ["nets/lenet.prototxt"] and written.base_lr == pytest.approx(0.005)
     assert written.snapshot_prefix == "fine_tune_fix_3x3_pattern"

@@ -5,10 +5,12 @@ import json
 import numpy as np
 import pytest
 
-from conftest import NETS, run_tool
-from helpers import assert_shapes_match_stock, with_input_layers
-from sepnets import caffeio, netinfo
-from sepnets.proto import caffe_pb2
+from sepnets.caffe import files
+from sepnets.caffe.proto import caffe_pb2
+from sepnets.nets import analysis
+from tests.support import models
+from tests.support.nets import assert_shapes_match_stock, with_input_layers
+from tests.support.project import NETS, run_tool
 
 
 def test_shape_zoo_matches_stock_caffe(stock):
@@ -53,7 +55,7 @@ def test_netinfo_cli_googlenet_reading_the_authors_file_directly(authors):
 
 def test_size_conventions():
     """R/B/BQ arithmetic on a hand-countable net (tiny.prototxt)."""
-    info = netinfo.analyze(NETS / "tiny.prototxt")
+    info = analysis.analyze(NETS / "tiny.prototxt")
     counts = info.counts()
     assert counts["3x3"] == 8 * 4 * 9 + 8 * 2 * 9      # conv1, conv2 (group 4)
     assert counts["1x1"] == 6 * 8
@@ -71,19 +73,20 @@ def test_size_conventions():
 
 def test_weights_check_reports_mismatches(tmp_path):
     tiny = NETS / "tiny.prototxt"
-    model = netinfo.model_for(tiny, lambda shape: np.zeros(shape, np.float32))
+    model = models.model_for(tiny, lambda shape: np.zeros(shape, np.float32))
     good = tmp_path / "good.caffemodel"
-    caffeio.write_model(good, model)
+    files.write_model(good, model)
     proc = run_tool("tools/netinfo.py", tiny, "--weights", good)
     assert proc.returncode == 0 and "match the net" in proc.stdout
     model.blobs["conv3"][0] = np.zeros((6, 8, 3, 3), np.float32)
     model.blobs["ip"] = model.blobs["ip"][:1]
     del model.blobs["scale1"]
     bad = tmp_path / "bad.caffemodel"
-    caffeio.write_model(bad, model)
+    files.write_model(bad, model)
     proc = run_tool("tools/netinfo.py", tiny, "--weights", bad)
     assert proc.returncode == 1
-    assert "layer 'conv3' blob 0: weights have shape (6, 8, 3, 3), the net expects (6, 8, 1, 1)" in proc.stdout
+    assert ("layer 'conv3' blob 0: weights have shape (6, 8, 3, 3), the net expects (6, 8, 1, 1)"
+            in proc.stdout)
     assert "layer 'ip': 1 blobs in the weights, the net has 2" in proc.stdout
     assert "net layer 'scale1' has no weights" in proc.stdout
 
@@ -100,7 +103,7 @@ def test_data_layer_shape_comes_from_its_database(tmp_path):
     net.write_text(f'layer {{ name: "d" type: "Data" top: "data" top: "label" '
                    f'transform_param {{ crop_size: 32 }} '
                    f'data_param {{ source: "{db}" backend: LMDB batch_size: 16 }} }}\n')
-    info = netinfo.analyze(net)
+    info = analysis.analyze(net)
     assert info.blob_shapes == {"data": (16, 3, 32, 32), "label": (16,)}
     missing = tmp_path / "missing.prototxt"
     missing.write_text(net.read_text().replace(str(db), str(tmp_path / "nodb")))

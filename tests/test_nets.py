@@ -7,12 +7,13 @@ import re
 import numpy as np
 import pytest
 
-from conftest import REPO, run_tool
-from helpers import assert_shapes_match, stock_nets, with_input_layers
-from sepnets import caffeio, netgen, netinfo
-from sepnets.db import DatumWriter
-from sepnets.nets import BY_NAME, NETWORKS
-from sepnets.proto import caffe_pb2
+from sepnets.caffe import files
+from sepnets.caffe.db import DatumWriter
+from sepnets.caffe.proto import caffe_pb2
+from sepnets.nets import analysis, generate
+from sepnets.nets.zoo import BY_NAME, NETWORKS
+from tests.support.nets import assert_shapes_match, stock_nets, with_input_layers
+from tests.support.project import REPO, run_tool
 
 NAMES = [net.name for net in NETWORKS]
 PROTOTXT = REPO / "prototxt"
@@ -24,7 +25,7 @@ def committed(name, filename="train_val.prototxt"):
 
 def info(name):
     """netinfo of the committed train_val (TEST phase), one image of the deploy shape."""
-    return netinfo.analyze(committed(name), "TEST", data_shapes={"data": BY_NAME[name].input_shape})
+    return analysis.analyze(committed(name), "TEST", data_shapes={"data": BY_NAME[name].input_shape})
 
 
 def close(value, target, tolerance=0.03):
@@ -37,7 +38,7 @@ def test_committed_files_are_what_make_nets_writes(tmp_path):
     proc = run_tool("tools/make_nets.py", "--out", tmp_path)
     assert proc.returncode == 0, proc.stderr
     written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
-    assert written == sorted(f"{name}/{f}" for name in NAMES for f in netgen.FILES)
+    assert written == sorted(f"{name}/{f}" for name in NAMES for f in generate.FILES)
     stale = [rel for rel in written if committed(*rel.split("/")).read_bytes() !=
              (tmp_path / rel).read_bytes()]
     assert not stale, f"run 'make nets': these committed files differ from the generator's: {stale}"
@@ -52,19 +53,19 @@ def test_make_nets_cli_errors_and_readme_update(tmp_path):
     readme.write_text("no table here\n")
     proc = run_tool("tools/make_nets.py", "--readme", readme)
     assert proc.returncode == 2 and "no networks table markers" in proc.stderr
-    readme.write_text(f"intro\n{netgen.TABLE_BEGIN}\nold table\n{netgen.TABLE_END}\nrest\n")
+    readme.write_text(f"intro\n{generate.TABLE_BEGIN}\nold table\n{generate.TABLE_END}\nrest\n")
     proc = run_tool("tools/make_nets.py", "--readme", readme)
     assert proc.returncode == 0, proc.stderr
-    assert readme.read_text() == (f"intro\n{netgen.TABLE_BEGIN}\n{netgen.table()}"
-                                  f"{netgen.TABLE_END}\nrest\n")
+    assert readme.read_text() == (f"intro\n{generate.TABLE_BEGIN}\n{generate.table()}"
+                                  f"{generate.TABLE_END}\nrest\n")
 
 
 def test_readme_table_is_the_commands_output():
     proc = run_tool("tools/make_nets.py", "--table")
     assert proc.returncode == 0, proc.stderr
     text = (REPO / "README.md").read_text()
-    begin = text.index(netgen.TABLE_BEGIN) + len(netgen.TABLE_BEGIN) + 1
-    assert text[begin:text.index(netgen.TABLE_END)] == proc.stdout
+    begin = text.index(generate.TABLE_BEGIN) + len(generate.TABLE_BEGIN) + 1
+    assert text[begin:text.index(generate.TABLE_END)] == proc.stdout
     assert proc.stdout.count("\n") == 2 + len(NETWORKS)
 
 
@@ -83,9 +84,9 @@ def without_data_sources(net):
 
 
 def test_resnet20_is_the_authors_layer_by_layer(authors):
-    ours = caffeio.read_net(committed("resnet20"))
-    theirs = caffeio.read_net(authors / "resnet20_relu_msra_cifar10.prototxt")
-    assert [l.name for l in ours.layer] == [l.name for l in theirs.layer]
+    ours = files.read_net(committed("resnet20"))
+    theirs = files.read_net(authors / "resnet20_relu_msra_cifar10.prototxt")
+    assert [line.name for line in ours.layer] == [line.name for line in theirs.layer]
     for a, b in zip(without_data_sources(ours).layer, without_data_sources(theirs).layer):
         assert a == b, f"layer {a.name} differs from the authors'"
     train, test = ours.layer[:2]
@@ -107,10 +108,10 @@ def block_role(name):
 @pytest.mark.parametrize("depth", [32, 44, 56])
 def test_deeper_resnets_repeat_the_authors_blocks(depth):
     n = (depth - 2) // 6
-    net = caffeio.read_net(committed(f"resnet{depth}"))
+    net = files.read_net(committed(f"resnet{depth}"))
     phases = lambda layer: tuple(rule.phase for rule in layer.include)  # noqa: E731
-    resnet20 = {(l.name, phases(l)): l for l in caffeio.read_net(committed("resnet20")).layer}
-    sums = [l.name for l in net.layer if l.type == "Eltwise"]
+    resnet20 = {(layer.name, phases(layer)): layer for layer in files.read_net(committed("resnet20")).layer}
+    sums = [layer.name for layer in net.layer if layer.type == "Eltwise"]
     assert sums == [f"map{c}_{i}_eltsum" for c in (16, 32, 64) for i in range(1, n + 1)]
     for layer in net.layer:
         like = caffe_pb2.LayerParameter()
@@ -128,8 +129,8 @@ def test_deeper_resnets_repeat_the_authors_blocks(depth):
 
 
 def test_googlenet_is_the_authors(authors):
-    ours = caffeio.read_net(committed("googlenet"))
-    theirs = caffeio.read_net(authors / "googlenet_train_val.prototxt")
+    ours = files.read_net(committed("googlenet"))
+    theirs = files.read_net(authors / "googlenet_train_val.prototxt")
     for net in (ours, theirs):
         for layer in net.layer:
             if layer.type == "Data":
@@ -138,7 +139,7 @@ def test_googlenet_is_the_authors(authors):
 
 
 def solver_settings(path):
-    solver = caffeio.read_solver(path)
+    solver = files.read_solver(path)
     for f in ("net", "snapshot_prefix", "solver_mode"):
         solver.ClearField(f)
     return solver
@@ -154,7 +155,7 @@ def test_solvers_are_the_authors(authors):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_solver_paths_are_relative_to_the_repository(name):
-    solver = caffeio.read_solver(committed(name, "solver.prototxt"))
+    solver = files.read_solver(committed(name, "solver.prototxt"))
     assert solver.net == f"prototxt/{name}/train_val.prototxt" and (REPO / solver.net).is_file()
     assert solver.snapshot_prefix == f"models/{name}/{name}"
     assert solver.solver_mode == caffe_pb2.SolverParameter.CPU
@@ -194,18 +195,19 @@ def test_sepnet_sizes():
 def test_mobilenet_sizes(width, params, macs):
     net = info(f"mobilenet_{width}")
     # MobileNet's paper counts learned weights; netinfo also counts BatchNorm's stored statistics
-    statistics = sum(math.prod(s) for l in net.layers if l.type == "BatchNorm" for s in l.param_shapes)
+    statistics = sum(math.prod(s) for layer in net.layers if layer.type == "BatchNorm"
+                     for s in layer.param_shapes)
     assert close(net.total() - statistics, params)
     assert round(net.macs() / 1e6) == macs
     shapes = net.blob_shapes
-    for layer in caffeio.read_net(committed(f"mobilenet_{width}")).layer:
+    for layer in files.read_net(committed(f"mobilenet_{width}")).layer:
         if layer.type == "Convolution" and layer.name.endswith("/dw"):  # a group per channel
             p = layer.convolution_param
             assert p.group == p.num_output == shapes[layer.bottom[0]][1]
 
 
 def test_sep_module_wiring():
-    layers = {l.name: l for l in caffeio.read_net(committed("sepnet_small")).layer}
+    layers = {layer.name: layer for layer in files.read_net(committed("sepnet_small")).layer}
     conv = lambda name: layers[name].convolution_param  # noqa: E731
     module = layers["sep5_2"]
     entry, expand = module.bottom
@@ -228,13 +230,14 @@ def test_deploy_nets_take_the_trained_weights():
     """Every learned layer of the TEST net is in deploy, with the same blob shapes."""
     for net in NETWORKS:
         train = info(net.name)
-        deploy = netinfo.analyze(committed(net.name, "deploy.prototxt"), "TEST")
-        wanted = {l.name: l.param_shapes for l in train.layers if l.param_shapes and l.name in train.main}
-        assert {l.name: l.param_shapes for l in deploy.layers if l.param_shapes} == wanted
-        layers = caffeio.read_net(committed(net.name, "deploy.prototxt")).layer
+        deploy = analysis.analyze(committed(net.name, "deploy.prototxt"), "TEST")
+        wanted = {layer.name: layer.param_shapes for layer in train.layers
+                  if layer.param_shapes and layer.name in train.main}
+        assert {layer.name: layer.param_shapes for layer in deploy.layers if layer.param_shapes} == wanted
+        layers = files.read_net(committed(net.name, "deploy.prototxt")).layer
         assert layers[0].type == "Input" and layers[-1].type == "Softmax"
-        assert not any(l.type in ("Data", "SoftmaxWithLoss", "Accuracy") or len(l.include)
-                       for l in layers)
+        assert not any(layer.type in ("Data", "SoftmaxWithLoss", "Accuracy") or len(layer.include)
+                       for layer in layers)
 
 
 # ---------------------------------------------------------------- stock Caffe
@@ -295,11 +298,11 @@ def test_caffe_trains_with_the_committed_files_from_the_repository_root(stock, t
     folder = tmp_path / "prototxt" / name
     folder.mkdir(parents=True)
     (folder / "train_val.prototxt").write_bytes(committed(name).read_bytes())
-    solver = caffeio.read_solver(committed(name, "solver.prototxt"))
+    solver = files.read_solver(committed(name, "solver.prototxt"))
     solver.max_iter, solver.test_interval, solver.display = 1, 1, 1
     solver.test_iter[:] = [1]
     solver.test_initialization = False
-    caffeio.write_text(folder / "solver.prototxt", solver)
+    files.write_text(folder / "solver.prototxt", solver)
     if name == "lenet":
         for split in ("train", "test"):
             tiny_database(tmp_path / f"data/mnist/mnist_{split}_lmdb", "lmdb", (1, 28, 28))
@@ -307,15 +310,15 @@ def test_caffe_trains_with_the_committed_files_from_the_repository_root(stock, t
         cifar = tmp_path / "data/cifar10/highway-padded"
         tiny_database(cifar / "train_leveldb", "leveldb", (3, 40, 40))
         tiny_database(cifar / "test_leveldb", "leveldb", (3, 32, 32))
-        caffeio.write_blobproto(cifar / "paddedmean.binaryproto", np.full((1, 3, 40, 40), 120.0),
+        files.write_blobproto(cifar / "paddedmean.binaryproto", np.full((1, 3, 40, 40), 120.0),
                                 legacy=True)
-        caffeio.write_blobproto(cifar / "mean.binaryproto", np.full((1, 3, 32, 32), 120.0),
+        files.write_blobproto(cifar / "mean.binaryproto", np.full((1, 3, 32, 32), 120.0),
                                 legacy=True)
     (tmp_path / "models" / name).mkdir(parents=True)
     log = stock.run_caffe(["train", "-solver", f"prototxt/{name}/solver.prototxt"],
                           cwd=tmp_path).stderr
     assert "Iteration 1, Testing net (#0)" in log and "Optimization Done." in log
-    model = caffeio.read_model(tmp_path / "models" / name / f"{name}_iter_1.caffemodel")
-    deploy = netinfo.analyze(committed(name, "deploy.prototxt"), "TEST")
-    errors, _ = netinfo.check_weights(deploy, model)
-    assert not errors and {l.name for l in deploy.layers if l.param_shapes} <= set(model.blobs)
+    model = files.read_model(tmp_path / "models" / name / f"{name}_iter_1.caffemodel")
+    deploy = analysis.analyze(committed(name, "deploy.prototxt"), "TEST")
+    errors, _ = analysis.check_weights(deploy, model)
+    assert not errors and {layer.name for layer in deploy.layers if layer.param_shapes} <= set(model.blobs)

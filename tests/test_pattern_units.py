@@ -7,17 +7,20 @@ import math
 import numpy as np
 import pytest
 
-from conftest import NETS, run_tool
-from sepnets import caffeio, caffetest, netinfo, pack, pattern, quant, selection, shapes
+from sepnets.caffe import engines, files
+from sepnets.caffe.proto import caffe_pb2
 from sepnets.errors import CaffeFileError, UserError
-from sepnets.proto import caffe_pb2
+from sepnets.nets import analysis
+from sepnets.patterns import binarize, pack, quantize, selection
+from tests.support import models
+from tests.support.project import NETS, run_tool
 
 QUANT_NET = NETS / "quant_train_val.prototxt"
 
 
 def select(net, *specs, **kw):
     chosen = selection.Selector(selection.parse_filters(specs), **kw).select(list(net.layer))
-    return [l.name for l in chosen]
+    return [layer.name for layer in chosen]
 
 
 # ---------------------------------------------------------------- filter specs and selection
@@ -28,14 +31,14 @@ def test_filter_specs():
     assert specs[2].kernel == (1, 7) and specs[2].matches((1, 7)) and not specs[2].matches((7, 1))
     kxk = selection.parse_filters(["kxk"])[0]
     assert kxk.matches((3, 3)) and kxk.matches((1, 3)) and not kxk.matches((1, 1))
-    assert selection.filters_tag(specs) == "3x3_5x5_1x7"
+    assert selection.Selector(specs).tag == "3x3_5x5_1x7"
     for bad in ("3x", "abc", "0x3", "3x3x3"):
         with pytest.raises(UserError, match=f"unknown filter spec '{bad.lower()}'"):
             selection.parse_filters([bad])
 
 
 def test_selection_by_kernel_first_conv_and_regexes():
-    net = caffeio.read_net(QUANT_NET)
+    net = files.read_net(QUANT_NET)
     assert select(net, "3x3") == ["conv2"]             # conv1 reads the data: stays real
     assert select(net, "3x3", include_first=True) == ["conv1", "conv2"]
     assert select(net, "3x3", "5x5") == ["conv2", "conv3"]
@@ -47,7 +50,8 @@ def test_selection_by_kernel_first_conv_and_regexes():
     assert select(net, "7x7") == []
     why = selection.Selector(selection.parse_filters(["7x7"])).explain_empty(list(net.layer))
     assert why == "its convolutions: 2 x 3x3, 1 x 5x5, 1 x 1x3, 1 x 1x1"
-    why = selection.Selector(selection.parse_filters(["3x3"]), exclude=("conv2",)).explain_empty(list(net.layer))
+    selector = selection.Selector(selection.parse_filters(["3x3"]), exclude=("conv2",))
+    why = selector.explain_empty(list(net.layer))
     assert "conv1 reads the network input and stays real-valued unless --include-first" in why
     with pytest.raises(UserError, match="--exclude '\\(': not a valid regular expression"):
         selection.Selector(selection.parse_filters(["3x3"]), exclude=("(",))
@@ -77,15 +81,15 @@ def test_v1_layers_of_old_caffemodels():
                                bottom=[bottom], top=[name])
         layer.convolution_param.kernel_size.append(5)
     sel = selection.Selector(selection.parse_filters(["5x5"]))
-    assert [l.name for l in sel.select(list(net.layers))] == ["conv2"]
+    assert [layer.name for layer in sel.select(list(net.layers))] == ["conv2"]
 
 
 def test_pattern_layers_give_netinfo_its_b_sizes():
-    info = netinfo.analyze(QUANT_NET.parent / "tiny.prototxt")
-    chosen = {l.name for l in selection.Selector(selection.parse_filters(["3x3"])).select(
-        list(caffeio.read_net(QUANT_NET.parent / "tiny.prototxt").layer))}
+    info = analysis.analyze(QUANT_NET.parent / "tiny.prototxt")
+    chosen = {layer.name for layer in selection.Selector(selection.parse_filters(["3x3"])).select(
+        list(files.read_net(QUANT_NET.parent / "tiny.prototxt").layer))}
     assert chosen == {"conv2"}
-    sizes = info.sizes(is_pattern=lambda l: l.name in chosen)
+    sizes = info.sizes(is_pattern=lambda layer: layer.name in chosen)
     every_kxk = info.sizes()  # netinfo's default: every kxk convolution, conv1 included
     conv1_weights = 8 * 4 * 9
     assert sizes["B"] - every_kxk["B"] == 4 * conv1_weights - (math.ceil(conv1_weights / 8) + 4 * 8)
@@ -101,13 +105,13 @@ def test_pattern_layers_give_netinfo_its_b_sizes():
 
 def test_binarize_sign_rule_zero_negative_and_groups():
     w = np.array([0.3, -0.2, 0.0, -0.0, 1e-9, -1e-9], np.float32).reshape(2, 1, 1, 3)
-    q = pattern.binarize(w, pattern.filter_scales(w, 0.05))
+    q = binarize.binarize(w, binarize.filter_scales(w, 0.05))
     a = np.float32(0.05)
     assert q.dtype == np.float32 and q.shape == w.shape
     assert q.ravel().tolist() == [a, -a, -a, -a, a, -a]
     rng = np.random.default_rng(1)
     grouped = rng.standard_normal((6, 2, 3, 3)).astype(np.float32)  # group 3: 6 in-channels
-    q, report = pattern.quantize_layer("g", grouped, 0.07, group=3)
+    q, report = binarize.quantize_layer("g", grouped, 0.07, group=3)
     assert set(np.unique(q)) == {np.float32(-0.07), np.float32(0.07)}
     assert report.kernel == (3, 3) and report.filters == 6 and report.slices == 12
     assert report.group == 3 and report.weights == 108
@@ -116,14 +120,14 @@ def test_binarize_sign_rule_zero_negative_and_groups():
 def test_mean_scale_is_l2_optimal_per_filter():
     rng = np.random.default_rng(2)
     w = (rng.standard_normal((4, 3, 5, 5)) * [[[[0.01]]], [[[0.1]]], [[[1]]], [[[0]]]]).astype(np.float32)
-    scales = pattern.filter_scales(w)
+    scales = binarize.filter_scales(w)
     np.testing.assert_allclose(scales, np.abs(w).reshape(4, -1).mean(axis=1), rtol=1e-6)
     assert scales[3] == 0
     for f in range(3):
-        best = pattern.errors(w[f:f + 1], pattern.binarize(w[f:f + 1], scales[f:f + 1]))[0]
+        best = binarize.errors(w[f:f + 1], binarize.binarize(w[f:f + 1], scales[f:f + 1]))[0]
         for factor in (0.9, 1.1):
-            other = pattern.binarize(w[f:f + 1], scales[f:f + 1] * factor)
-            assert pattern.errors(w[f:f + 1], other)[0] > best
+            other = binarize.binarize(w[f:f + 1], scales[f:f + 1] * factor)
+            assert binarize.errors(w[f:f + 1], other)[0] > best
 
 
 def test_poster_filter_pattern_and_error_measure():
@@ -131,9 +135,9 @@ def test_poster_filter_pattern_and_error_measure():
     w = np.array([[-0.0219, 0.0408, -0.0547],
                   [-0.0855, 0.0478, -0.0510],
                   [-0.0105, 0.0924, -0.0126]], np.float32).reshape(1, 1, 3, 3)
-    q = pattern.binarize(w, pattern.filter_scales(w, 0.06))
+    q = binarize.binarize(w, binarize.filter_scales(w, 0.06))
     assert (np.sign(q[0, 0]) == [[-1, 1, -1]] * 3).all()
-    mse, rel = pattern.errors(w, q)
+    mse, rel = binarize.errors(w, q)
     by_hand = sum((abs(v) - 0.06) ** 2 for v in w.ravel().tolist()) / 9
     assert mse == pytest.approx(by_hand, rel=1e-5) and round(mse, 5) == 0.00094
     assert rel == pytest.approx(by_hand * 9 / float((w.astype(np.float64) ** 2).sum()), rel=1e-6)
@@ -144,23 +148,23 @@ def test_pattern_statistics():
     cross = np.where(np.eye(3) > 0, 1.0, -1.0)
     slices = [cross, cross, cross, plus, plus, minus]
     w = np.stack(slices).reshape(3, 2, 3, 3).astype(np.float32)
-    assert pattern.distinct_patterns(w) == 3
-    top = pattern.top_patterns(w, 5)
+    assert binarize.distinct_patterns(w) == 3
+    top = binarize.top_patterns(w, 5)
     assert [count for _, count in top] == [3, 2, 1]
-    assert (pattern.pattern_grid(top[0][0], (3, 3)) == cross).all()
+    assert (binarize.pattern_grid(top[0][0], (3, 3)) == cross).all()
     assert top[1][0] == 511 and top[2][0] == 0
     big = np.random.default_rng(3).standard_normal((2, 2, 9, 9)).astype(np.float32)  # 81 taps
-    assert pattern.distinct_patterns(big) == 4
-    _, report = pattern.quantize_layer("w", w, 0.5)
+    assert binarize.distinct_patterns(big) == 4
+    _, report = binarize.quantize_layer("w", w, 0.5)
     assert report.distinct == 3 and report.possible == 6
 
 
 def test_report_summary_averages_layer_mse_by_kernel():
-    reports = [pattern.LayerReport("a", (3, 3), 1, 1, 9, 0, 0, 0.002, 0, 1, 1),
-               pattern.LayerReport("b", (5, 5), 1, 1, 25, 0, 0, 0.010, 0, 1, 1),
-               pattern.LayerReport("c", (3, 3), 1, 1, 900, 0, 0, 0.004, 0, 1, 1)]
-    assert pattern.summary_by_kernel(reports) == {"3x3": (pytest.approx(0.003), 2), "5x5": (0.010, 1)}
-    text = pattern.format_reports(reports)
+    reports = [binarize.LayerReport("a", (3, 3), 1, 1, 9, 0, 0, 0.002, 0, 1, 1),
+               binarize.LayerReport("b", (5, 5), 1, 1, 25, 0, 0, 0.010, 0, 1, 1),
+               binarize.LayerReport("c", (3, 3), 1, 1, 900, 0, 0, 0.004, 0, 1, 1)]
+    assert binarize.summary_by_kernel(reports) == {"3x3": (pytest.approx(0.003), 2), "5x5": (0.010, 1)}
+    text = binarize.format_reports(reports)
     assert "  3x3    0.0030  (2 layers)" in text and "  5x5    0.0100  (1 layer)" in text
 
 
@@ -169,15 +173,15 @@ def test_report_summary_averages_layer_mse_by_kernel():
 def binarized_model(seed=0, mean=False):
     """tiny.prototxt's layers with random blobs, conv2 (3x3, group 4) binarized."""
     rng = np.random.default_rng(seed)
-    model = netinfo.model_for(NETS / "tiny.prototxt",
+    model = models.model_for(NETS / "tiny.prototxt",
                               lambda shape: (0.1 * rng.standard_normal(shape)).astype(np.float32))
     model.legacy.add(("ip", 0))
     model.blobs["ip"][0] = model.blobs["ip"][0].reshape(1, 1, 5, 24)
     layers = [model.layer("conv2")]
-    quantized, _ = quant.quantize_model(model, layers, None if mean else 0.05)
+    quantized, _ = quantize.quantize_model(model, layers, None if mean else 0.05)
     quantized.blobs["conv2"][0][0] = 0.0  # a zero filter: scale 0, signs kept through packing
     quantized.blobs["conv2"][0][0, 0, 0, 0] = -0.0
-    return quantized, {"conv2"}, netinfo.analyze(NETS / "tiny.prototxt")
+    return quantized, {"conv2"}, analysis.analyze(NETS / "tiny.prototxt")
 
 
 def test_pack_b_round_trip_is_bit_exact_and_sized_as_netinfo_predicts(tmp_path):
@@ -189,7 +193,7 @@ def test_pack_b_round_trip_is_bit_exact_and_sized_as_netinfo_predicts(tmp_path):
         for name, blobs in model.blobs.items():
             for a, b in zip(blobs, back.blobs[name]):
                 assert a.shape == b.shape and a.tobytes() == b.tobytes(), name
-        predicted = netinfo.storage_bytes(info.param_layers(False), lambda l: l.name in names)
+        predicted = analysis.storage_bytes(info.param_layers(False), lambda layer: layer.name in names)
         assert stats.data_bytes == predicted["B"]
         assert stats.blobs == {"pattern": 1, "float32": 11, "8-bit": 0}
         assert stats.file_bytes == (tmp_path / "m.pack").stat().st_size
@@ -200,8 +204,8 @@ def test_pack_bq_round_trip_within_half_a_step(tmp_path):
     model.blobs["bn1"][2] = np.array([7.5], np.float32)  # a constant blob: step 0, exact
     stats = pack.write(tmp_path / "m.pack", model, names, bits=8)
     pack.unpack(tmp_path / "m.pack", tmp_path / "m.caffemodel")
-    back = caffeio.read_model(tmp_path / "m.caffemodel")
-    predicted = netinfo.storage_bytes(info.param_layers(False), lambda l: l.name in names)
+    back = files.read_model(tmp_path / "m.caffemodel")
+    predicted = analysis.storage_bytes(info.param_layers(False), lambda layer: layer.name in names)
     assert stats.data_bytes == predicted["BQ"]
     assert back.blobs["conv2"][0].tobytes() == model.blobs["conv2"][0].tobytes()
     assert back.blobs["bn1"][2].tolist() == [7.5]
@@ -250,40 +254,36 @@ I1122 03:10:14.422860  8463 caffe.cpp:321] prob = -nan
 prob = 0.5
 loss = 1.00001 (* 0.3 = 0.300002 loss)
 """
-    scores = caffetest.parse(text)
+    scores = engines.parse(text)
     assert scores.loss == 1.00001 and len(scores.batches) == 2
     assert scores.batches[1][0] == ("accuracy", 1.0)
     assert scores.labels() == ["accuracy", "prob", "prob#1", "loss"]
     assert scores.value("accuracy").value == 0.75 and math.isnan(scores.value("prob").value)
     assert scores.value("loss").loss_weight == 0.3 and scores.value("prob#1").loss_weight == 0
-    assert caffetest.parse("no scores here\n").outputs == []
+    assert engines.parse("no scores here\n").outputs == []
 
 
 def test_sweep_choice_of_metric_and_ties():
     def scores(acc, loss):
-        return caffetest.TestScores([caffetest.Output("accuracy", acc),
-                                     caffetest.Output("loss", loss, 1.0)])
+        return engines.TestScores([engines.Output("accuracy", acc),
+                                     engines.Output("loss", loss, 1.0)])
     results = [(0.02, scores(0.5, 2.0)), (0.03, scores(0.7, 1.5)), (0.04, scores(0.7, 1.2)),
                (0.05, scores(float("nan"), 0.1))]
-    label, maximize = quant.choose_metric(results[0][1], None)
+    label, maximize = quantize.choose_metric(results[0][1], None)
     assert (label, maximize) == ("accuracy", True)
-    assert quant.best_offset(results, label, maximize) == 0.04
-    assert quant.choose_metric(results[0][1], "loss") == ("loss", False)
-    assert quant.best_offset(results, "loss", False) == 0.05
+    assert quantize.best_offset(results, label, maximize) == 0.04
+    assert quantize.choose_metric(results[0][1], "loss") == ("loss", False)
+    assert quantize.best_offset(results, "loss", False) == 0.05
     with pytest.raises(UserError, match="--metric top5: the net's test outputs are accuracy, loss"):
-        quant.choose_metric(results[0][1], "top5")
+        quantize.choose_metric(results[0][1], "top5")
 
 
-# ---------------------------------------------------------------- offsets and names
+# ---------------------------------------------------------------- offsets
 
-def test_offsets_and_output_names():
-    assert quant.parse_sweep("0.02:0.09:0.01") == [0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08, 0.09]
-    assert quant.parse_sweep("0.05,0.1") == [0.05, 0.1]
+def test_offsets():
+    assert quantize.parse_sweep("0.02:0.09:0.01") == [0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08, 0.09]
+    assert quantize.parse_sweep("0.05,0.1") == [0.05, 0.1]
     for bad, why in (("0.09:0.02:0.01", "START <= STOP"), ("a:b", "expected START:STOP:STEP"),
                      ("0:0.02:0.01", "must be a positive number")):
         with pytest.raises(UserError, match=why):
-            quant.parse_sweep(bad)
-    name = quant.default_output("models/bvlc_googlenet_quick_iter_600000.caffemodel", "3x3_5x5", 0.06)
-    assert str(name) == "models/bvlc_googlenet_quick_iter_600000_quant_3x3_5x5_0.06.caffemodel"
-    assert quant.default_output("x.caffemodel", "kxk", None).name == "x_quant_kxk_mean.caffemodel"
-    assert quant.offset_text(0.1 + 0.2) == "0.3"
+            quantize.parse_sweep(bad)

@@ -9,8 +9,8 @@ import subprocess
 import numpy as np
 import pytest
 
-from conftest import REPO, run_tool
-from sepnets import caffeio
+from sepnets.caffe import files
+from tests.support.project import REPO, run_tool
 
 PIPELINE = REPO / "tools" / "pipeline.py"
 
@@ -48,7 +48,7 @@ def test_demo_measures_full_patterned_refined(demo_run):
     assert all(0 <= a <= 1 for a in acc.values())
     # results.md shows exactly the measured numbers in the authors' column order
     results = (root / "logs/demo/results.md").read_text()
-    row = next(l for l in results.splitlines() if l.startswith("| accuracy |"))
+    row = next(line for line in results.splitlines() if line.startswith("| accuracy |"))
     assert [c.strip() for c in row.strip("|").split("|")][1:] == \
         [f"{acc[k]:.4f}" for k in ("full", "patterned", "refined")]
     assert "| output | Full | BiPattern | Refined |" in results
@@ -62,9 +62,9 @@ def test_demo_keeps_patterns_fixed_and_uses_the_swept_offset(demo_run):
     assert [r[0] for r in sweep[1:]] == ["0.03", "0.04", "0.05"]
     best = next(r[0] for r in sweep[1:] if r[-1] == "1")
     doc = json.loads((root / "logs/demo/eval.json").read_text())
-    patterned = caffeio.read_model(root / doc["models"]["patterned"]["model"])
-    refined = caffeio.read_model(root / doc["models"]["refined"]["model"])
-    full = caffeio.read_model(root / doc["models"]["full"]["model"])
+    patterned = files.read_model(root / doc["models"]["patterned"]["model"])
+    refined = files.read_model(root / doc["models"]["refined"]["model"])
+    full = files.read_model(root / doc["models"]["full"]["model"])
     assert doc["models"]["patterned"]["model"].endswith(f"_quant_5x5_{best}.caffemodel")
     conv2 = patterned.blobs["conv2"][0]
     assert set(np.unique(np.abs(conv2))) == {np.float32(best)}
@@ -88,11 +88,11 @@ def test_demo_rerun_reuses_finished_steps(demo_run):
 def test_train_resumes_from_the_newest_solverstate(stock, tmp_path):
     root = workdir(tmp_path, "lenet", copy=True)
     solver = root / "prototxt/lenet/solver.prototxt"
-    param = caffeio.read_solver(solver)
+    param = files.read_solver(solver)
     param.max_iter, param.snapshot, param.test_interval, param.display = 20, 10, 1000, 5
     del param.test_iter[:]
     param.test_iter.append(1)
-    caffeio.write_text(solver, param)
+    files.write_text(solver, param)
     assert run_tool(REPO / "tools" / "prepare_mnist.py", "--out-dir", "data/mnist", cwd=root).returncode == 0
     first = run_tool(PIPELINE, "train", "lenet", cwd=root)
     assert first.returncode == 0, first.stderr
@@ -115,7 +115,8 @@ def test_missing_data_names_the_make_target(tmp_path):
     root = workdir(tmp_path, "resnet20")
     proc = run_tool(PIPELINE, "train", "resnet20", cwd=root)
     assert proc.returncode == 2
-    assert "data/cifar10/highway-padded/train_leveldb, which does not exist: run `make data-cifar10` first" in proc.stderr
+    assert ("data/cifar10/highway-padded/train_leveldb, which does not exist: run "
+            "`make data-cifar10` first") in proc.stderr
     assert run_tool(PIPELINE, "quant", "resnet20", "--filter", "3x3", "--offset", "0.06",
                     cwd=root).stderr.strip().endswith("run `make train-resnet20` first")
 
@@ -152,8 +153,8 @@ def test_demo_runs_on_the_torch_engine_too(tmp_path):
            "--weights models/demo/lenet_iter_60_quant_5x5_" in proc.stdout
     doc = json.loads((root / "logs/demo/eval.json").read_text())
     assert doc["engine"] == "torch" and doc["models"]["full"]["outputs"]["accuracy"] > 0.5
-    patterned = caffeio.read_model(root / doc["models"]["patterned"]["model"])
-    refined = caffeio.read_model(root / doc["models"]["refined"]["model"])
+    patterned = files.read_model(root / doc["models"]["patterned"]["model"])
+    refined = files.read_model(root / doc["models"]["refined"]["model"])
     assert np.array_equal(refined.blobs["conv2"][0], patterned.blobs["conv2"][0])
     assert "test accuracy: final" in (root / "logs/demo/plot.log").read_text()
     assert "PyTorch engine" in (root / "logs/demo/results.md").read_text()

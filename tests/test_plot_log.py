@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import NETS, run_tool
-from sepnets import caffelog, parse_log_ref
 from sepnets.errors import CaffeFileError
-from sepnets.synthlog import GOOGLENET_TEST, GOOGLENET_TRAIN, LogWriter, training_log
+from sepnets.trainlog import parse
+from tests.support import parse_log_ref
+from tests.support.project import NETS, run_tool
+from tests.support.synthlog import GOOGLENET_TEST, GOOGLENET_TRAIN, LogWriter, training_log
 
 AUTHORS_LOG = "resnet20_train_third_version_cifar10.log"
 RESNET_OUT = (("acctop1", 0), ("acctop5", 0), ("loss", 1))
@@ -18,7 +19,7 @@ RESNET_OUT = (("acctop1", 0), ("acctop5", 0), ("loss", 1))
 
 def read(path):
     warnings = []
-    return caffelog.read_log(path, warnings.append), warnings
+    return parse.read_log(path, warnings.append), warnings
 
 
 def write(tmp_path, name, text):
@@ -307,11 +308,11 @@ def test_input_is_never_overwritten(tmp_path):
 
 def test_not_a_log_error_names_the_file(tmp_path):
     with pytest.raises(CaffeFileError, match="empty.log: not a Caffe training log"):
-        caffelog.read_log(write(tmp_path, "empty.log", ""), print)
+        parse.read_log(write(tmp_path, "empty.log", ""), print)
 
 
 def test_csv_quotes_text_that_needs_it():
-    table = caffelog.Table("train", np.array([0, 10]), np.array([0.5, 1.25]),
+    table = parse.Table("train", np.array([0, 10]), np.array([0.5, 1.25]),
                            np.array(["0.1", "0.1"], object), ["acc,top1", "loss"],
                            np.array([["0.5", "1,5"], ["0.75", "2"]], object))
     rows = list(csv.reader(table.csv_text().splitlines()))

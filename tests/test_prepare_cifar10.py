@@ -11,12 +11,12 @@ import threading
 import numpy as np
 import pytest
 
-from caffe_data import data_layer, forward
-from conftest import run_tool
-from datagen import write_cifar_archive
-from sepnets import caffeio, db
+from sepnets.caffe import db, files
 from sepnets.datasets import cifar10, download
 from sepnets.errors import CaffeFileError
+from tests.support.data import data_layer, forward
+from tests.support.datagen import write_cifar_archive
+from tests.support.project import run_tool
 
 TOOL = "tools/prepare_cifar10.py"
 PAD = 4
@@ -75,8 +75,8 @@ def through_caffe(built, authors, stock, tmp_path_factory):
     """Every database read by stock pycaffe in one run."""
     root, _, (train_x, _, test_x, _) = built
     hp = root / "highway-padded"
-    authors_net = caffeio.read_net(authors / "resnet20_relu_msra_cifar10.prototxt")
-    train_layer, test_layer = [l for l in authors_net.layer if l.type == "Data"]
+    authors_net = files.read_net(authors / "resnet20_relu_msra_cifar10.prototxt")
+    train_layer, test_layer = [layer for layer in authors_net.layer if layer.type == "Data"]
     for layer, db_name, mean_name, n in ((train_layer, "train_leveldb", "paddedmean", len(train_x)),
                                          (test_layer, "test_leveldb", "mean", len(test_x))):
         layer.data_param.source = str(hp / db_name)
@@ -142,7 +142,7 @@ def test_authors_data_layers_read_our_highway_padded_data(built, through_caffe):
     root, _, (_, train_y, _, test_y) = built
     hp = root / "highway-padded"
     padded, _ = records(hp / "train_leveldb", "leveldb")
-    padded_mean = caffeio.read_blobproto(hp / "paddedmean.binaryproto")[0]
+    padded_mean = files.read_blobproto(hp / "paddedmean.binaryproto")[0]
     centered = padded - padded_mean
     out = through_caffe["authors_train"]
     assert out["data"].shape == (len(train_y), 3, 32, 32)
@@ -152,7 +152,7 @@ def test_authors_data_layers_read_our_highway_padded_data(built, through_caffe):
         windows = [source[:, y:y + 32, x:x + 32] for y in range(side - 31) for x in range(side - 31)]
         assert any(np.array_equal(image, w) or np.array_equal(image, w[:, :, ::-1]) for w in windows)
     test, _ = records(hp / "test_leveldb", "leveldb")
-    mean = caffeio.read_blobproto(hp / "mean.binaryproto")[0]
+    mean = files.read_blobproto(hp / "mean.binaryproto")[0]
     out = through_caffe["authors_test"]
     assert np.array_equal(out["data"], test - mean) and np.array_equal(out["label"], test_y)
 
@@ -161,8 +161,8 @@ def test_stock_caffe_returns_exactly_the_stored_floats_leveldb_and_lmdb(built, t
     root, _, (_, train_y, _, test_y) = built
     hp = root / "highway-padded"
     padded, _ = records(hp / "train_leveldb", "leveldb")
-    padded_mean = caffeio.read_blobproto(hp / "paddedmean.binaryproto")[0]
-    mean = caffeio.read_blobproto(hp / "mean.binaryproto")[0]
+    padded_mean = files.read_blobproto(hp / "paddedmean.binaryproto")[0]
+    mean = files.read_blobproto(hp / "mean.binaryproto")[0]
     whole = through_caffe["padded_whole"]
     assert np.array_equal(whole["data"], padded - padded_mean)
     assert np.array_equal(whole["label"], train_y)
@@ -172,7 +172,7 @@ def test_stock_caffe_returns_exactly_the_stored_floats_leveldb_and_lmdb(built, t
     for name, source, backend, labels in (("highway_train", "highway/train_lmdb", "lmdb", train_y),
                                           ("nin_test", "nin/test_leveldb", "leveldb", test_y)):
         stored, _ = records(root / source, backend)
-        stored_mean = caffeio.read_blobproto(root / source.split("/")[0] / "mean.binaryproto")[0]
+        stored_mean = files.read_blobproto(root / source.split("/")[0] / "mean.binaryproto")[0]
         assert np.array_equal(through_caffe[name]["data"], stored - stored_mean), name
         assert np.array_equal(through_caffe[name]["label"], labels), name
 
@@ -192,8 +192,8 @@ def test_mean_files_load_in_pycaffe_and_equal_numpys_mean(built, through_caffe, 
     # compute_image_mean (float32 sums of float_data) agrees with ours
     stock.run_caffe_program("compute_image_mean", ["-backend", "leveldb", hp / "train_leveldb",
                                                    tmp_path / "theirs.binaryproto"], quiet=True)
-    np.testing.assert_allclose(caffeio.read_blobproto(tmp_path / "theirs.binaryproto"),
-                               caffeio.read_blobproto(hp / "paddedmean.binaryproto"),
+    np.testing.assert_allclose(files.read_blobproto(tmp_path / "theirs.binaryproto"),
+                               files.read_blobproto(hp / "paddedmean.binaryproto"),
                                rtol=1e-5, atol=1e-5)
 
 

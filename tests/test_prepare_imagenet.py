@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from caffe_data import data_layer, forward
-from conftest import REPO, run_tool
-from datagen import pattern_image
-from sepnets import caffeio, db
+from sepnets.caffe import db, files
+from tests.support.data import data_layer, forward
+from tests.support.datagen import pattern_image
+from tests.support.project import REPO, run_tool
 
 TOOL = "tools/prepare_imagenet.py"
 
@@ -109,7 +109,7 @@ def test_stock_caffe_reads_pixels_minus_our_mean_lmdb_and_leveldb(stock, image_l
                         np.asarray([d.label for d in values]))
     images, labels = stored["lmdb"]
     assert np.array_equal(stored["leveldb"][0], images)
-    mean = caffeio.read_blobproto(tmp_path / "lmdb_mean.binaryproto")[0]
+    mean = files.read_blobproto(tmp_path / "lmdb_mean.binaryproto")[0]
     got = forward(stock, tmp_path, [
         data_layer(tmp_path / "lmdb", "lmdb", 9, tmp_path / "lmdb_mean.binaryproto", crop=56),
         data_layer(tmp_path / "leveldb", "leveldb", 9, tmp_path / "leveldb_mean.binaryproto"),
@@ -125,8 +125,8 @@ def test_stock_caffe_reads_pixels_minus_our_mean_lmdb_and_leveldb(stock, image_l
     np.testing.assert_allclose(got[0]["mean"][0], images.mean(axis=0, dtype=np.float64), rtol=1e-6)
     stock.run_caffe_program("compute_image_mean", ["-backend", "leveldb", tmp_path / "leveldb",
                                                    tmp_path / "theirs.binaryproto"], quiet=True)
-    assert np.array_equal(caffeio.read_blobproto(tmp_path / "theirs.binaryproto"),
-                          caffeio.read_blobproto(tmp_path / "leveldb_mean.binaryproto"))
+    assert np.array_equal(files.read_blobproto(tmp_path / "theirs.binaryproto"),
+                          files.read_blobproto(tmp_path / "leveldb_mean.binaryproto"))
     # shuffled: a permutation of the list, fixed by the seed
     ours(root, listing, tmp_path / "plain", "--resize", "64")
     plain = [db.decode_datum(v).label for _, v in db.iter_records(tmp_path / "plain", "lmdb")]

@@ -6,11 +6,11 @@ import gzip
 import numpy as np
 import pytest
 
-from caffe_data import data_layer, forward
-from conftest import run_tool
-from datagen import write_idx
-from sepnets import db
+from sepnets.caffe import db
 from sepnets.datasets import mnist
+from tests.support.data import data_layer, forward
+from tests.support.datagen import write_idx
+from tests.support.project import run_tool
 
 TOOL = "tools/prepare_mnist.py"
 

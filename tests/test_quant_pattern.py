@@ -7,10 +7,12 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import NETS, REPO, run_tool
-from sepnets import caffeio, caffetest, selection
-from sepnets.db import DatumWriter
-from sepnets.proto import caffe_pb2
+from sepnets.caffe import engines, files
+from sepnets.caffe.db import DatumWriter
+from sepnets.caffe.proto import caffe_pb2
+from sepnets.patterns import selection
+from tests.support import pycaffe
+from tests.support.project import NETS, REPO, run_tool
 
 QUANT = REPO / "quant_pattern.py"
 FIX = REPO / "tools" / "fix_pattern.py"
@@ -18,14 +20,6 @@ UNPACK = REPO / "tools" / "unpack_pattern.py"
 SIDE = 12
 
 # pycaffe side: the net's parameters after loading the weights, to .npz
-DUMP_PARAMS = """
-import sys, numpy as np, caffe
-net = caffe.Net(sys.argv[1], caffe.TEST, weights=sys.argv[2])
-np.savez(sys.argv[3], **{"%s__%d" % (k, i): b.data for k, v in net.params.items()
-                         for i, b in enumerate(v)})
-"""
-
-
 def write_lmdb(dest, count, rng):
     """Noise images whose label is the brighter quadrant: learnable in a few iterations."""
     with DatumWriter(dest, "lmdb") as db:
@@ -66,7 +60,7 @@ def digest(path):
 
 
 def stock_params(stock, net, weights, out):
-    stock.run_pycaffe(DUMP_PARAMS, [net, weights, out], cwd=net.parent)  # the LMDBs are relative
+    pycaffe.run("dump_params", net, weights, out, cwd=net.parent)  # the LMDBs are relative
     with np.load(out) as z:
         return {k: z[k] for k in z.files}
 
@@ -79,7 +73,7 @@ def test_the_authors_invocations(work):
             ("--offset", "0.06", "--filter", "3x3", "5x5"): ("x_quant_3x3_5x5_0.06.caffemodel",
                                                              ["conv2", "conv3"]),
             ("--offset", "0.09", "--filter", "1x1"): ("x_quant_1x1_0.09.caffemodel", ["conv5"])}
-    original = caffeio.read_model(work / "x.caffemodel")
+    original = files.read_model(work / "x.caffemodel")
     for args, (name, layers) in runs.items():
         proc = run_tool(QUANT, *args, "--model", "x.caffemodel", cwd=work)
         assert proc.returncode == 0, proc.stderr
@@ -87,7 +81,7 @@ def test_the_authors_invocations(work):
         assert "averaged quantization error by filter size" in proc.stdout
         held = "left real-valued as the first convolution on the input: conv1"
         assert (held in proc.stdout) == ("3x3" in args)  # conv1 is the 3x3 on the data
-        model = caffeio.read_model(work / name)
+        model = files.read_model(work / name)
         a = np.float32(args[1])
         for layer, blobs in model.blobs.items():
             for i, blob in enumerate(blobs):
@@ -100,7 +94,8 @@ def test_the_authors_invocations(work):
 
 
 def test_quantized_model_loads_in_pycaffe_with_only_the_allowed_values(stock, work):
-    proc = run_tool(QUANT, "--offset", "0.06", "--filter", "kxk", "--model", "tiny_iter_30.caffemodel", cwd=work)
+    proc = run_tool(QUANT, "--offset", "0.06", "--filter", "kxk", "--model", "tiny_iter_30.caffemodel",
+                    cwd=work)
     assert proc.returncode == 0, proc.stderr
     proc = run_tool(QUANT, "--scale", "mean", "--filter", "3x3", "--include-first",
                     "--model", "tiny_iter_30.caffemodel", cwd=work)
@@ -127,13 +122,13 @@ def test_quantized_model_loads_in_pycaffe_with_only_the_allowed_values(stock, wo
 
 
 def test_selection_from_the_caffemodel_equals_selection_from_the_prototxt(trained):
-    model = caffeio.read_model(trained / "tiny_iter_30.caffemodel")
-    net = caffeio.read_net(trained / "train_val.prototxt")
+    model = files.read_model(trained / "tiny_iter_30.caffemodel")
+    net = files.read_net(trained / "train_val.prototxt")
     for specs in (["3x3"], ["kxk"], ["1x1"], ["3x3", "5x5"]):
         for first in (False, True):
             sel = selection.Selector(selection.parse_filters(specs), first)
-            from_model = [l.name for l in sel.select(model.layers())]
-            assert from_model == [l.name for l in sel.select(list(net.layer))]
+            from_model = [layer.name for layer in sel.select(model.layers())]
+            assert from_model == [layer.name for layer in sel.select(list(net.layer))]
 
 
 def test_train_quantize_finetune_keeps_the_patterns_bit_identical(stock, work):
@@ -142,13 +137,13 @@ def test_train_quantize_finetune_keeps_the_patterns_bit_identical(stock, work):
     assert proc.returncode == 0, proc.stderr
     proc = run_tool(FIX, "--net", "train_val.prototxt", "--solver", "solver.prototxt", *flags, cwd=work)
     assert proc.returncode == 0, proc.stderr
-    solver = caffeio.read_solver(work / "solver_fix_3x3_5x5_pattern.prototxt")
+    solver = files.read_solver(work / "solver_fix_3x3_5x5_pattern.prototxt")
     assert solver.net == "train_val_fix_3x3_5x5_pattern.prototxt"
     assert solver.snapshot_prefix == "tiny_fix_3x3_5x5_pattern" and solver.base_lr == pytest.approx(0.025)
     stock.run_caffe(["train", "--solver", "solver_fix_3x3_5x5_pattern.prototxt",
                      "--weights", "tiny_iter_30_quant_3x3_5x5_0.06.caffemodel"], cwd=work)
-    quantized = caffeio.read_model(work / "tiny_iter_30_quant_3x3_5x5_0.06.caffemodel")
-    tuned = caffeio.read_model(work / "tiny_fix_3x3_5x5_pattern_iter_30.caffemodel")
+    quantized = files.read_model(work / "tiny_iter_30_quant_3x3_5x5_0.06.caffemodel")
+    tuned = files.read_model(work / "tiny_fix_3x3_5x5_pattern_iter_30.caffemodel")
     for name, blobs in quantized.blobs.items():
         for i, blob in enumerate(blobs):
             same = blob.tobytes() == tuned.blobs[name][i].tobytes()
@@ -182,21 +177,21 @@ def test_sweep_evaluates_every_offset_with_caffe_test_and_keeps_the_best(stock, 
     # the table's numbers are stock Caffe's for the kept model
     log = stock.run_caffe(["test", "--model", "train_val.prototxt", "--weights", kept,
                            "--iterations", "4"], cwd=work).stderr
-    finals = [l.split("] ", 1)[1] for l in log.splitlines() if "caffe.cpp" in l and "] accuracy = " in l
-              and "Batch" not in l]
+    finals = [line.split("] ", 1)[1] for line in log.splitlines()
+              if "caffe.cpp" in line and "] accuracy = " in line and "Batch" not in line]
     assert finals == [f"accuracy = {table[best][0]}"]
 
 
 def test_caffe_test_parser_on_stock_output(stock, trained):
     proc = stock.run_caffe(["test", "--model", "train_val.prototxt", "--weights",
                             "tiny_iter_30.caffemodel", "--iterations", "3"], cwd=trained)
-    scores = caffetest.parse(proc.stderr)
+    scores = engines.parse(proc.stderr)
     assert scores.labels() == ["accuracy", "loss"] and len(scores.batches) == 3
     assert scores.value("loss").loss_weight == 1 and scores.value("accuracy").loss_weight == 0
     for k, out in enumerate(scores.outputs):  # Caffe's final value: the mean over batches
         assert out.value == pytest.approx(np.mean([b[k][1] for b in scores.batches]), rel=1e-5)
     assert scores.loss == pytest.approx(scores.value("loss").value, rel=1e-5)
-    direct = caffetest.run(trained / "train_val.prototxt", trained / "tiny_iter_30.caffemodel", 3,
+    direct = engines.run(trained / "train_val.prototxt", trained / "tiny_iter_30.caffemodel", 3,
                            cwd=trained)
     assert direct.outputs == scores.outputs
 
@@ -205,7 +200,7 @@ def test_pack_unpack_gives_the_same_caffe_scores_for_b(stock, work):
     proc = run_tool(QUANT, "--offset", "0.06", "--filter", "3x3", "5x5", "--model", "tiny_iter_30.caffemodel",
                     "--pack", "b.pack", "--stats", "stats", cwd=work)
     assert proc.returncode == 0, proc.stderr
-    sizes = [l for l in proc.stdout.splitlines() if l.startswith("model size")][0]
+    sizes = [line for line in proc.stdout.splitlines() if line.startswith("model size")][0]
     predicted_b = int(sizes.split(" B ")[1].split(" bytes")[0].replace(",", ""))
     assert f"blob data {predicted_b:,} bytes (netinfo predicts {predicted_b:,})" in proc.stdout
     assert sorted(p.name for p in (work / "stats").iterdir()) == ["conv2_patterns.png", "conv3_patterns.png"]
@@ -218,7 +213,7 @@ def test_pack_unpack_gives_the_same_caffe_scores_for_b(stock, work):
                     "--output", "q8.caffemodel", "--pack", "bq.pack", "--pack-bits", "8", cwd=work)
     assert proc.returncode == 0, proc.stderr
     run_tool(UNPACK, "bq.pack", "bq.caffemodel", cwd=work, check=True)
-    scores = {name: caffetest.run("train_val.prototxt", name, 4, cwd=work)
+    scores = {name: engines.run("train_val.prototxt", name, 4, cwd=work)
               for name in ("q8.caffemodel", "bq.caffemodel")}
     assert scores["bq.caffemodel"].value("loss").value == pytest.approx(
         scores["q8.caffemodel"].value("loss").value, rel=0.05)
@@ -241,9 +236,9 @@ def test_pack_unpack_gives_the_same_caffe_scores_for_b(stock, work):
      "caffe test -model train_val.prototxt -weights "),
 ])
 def test_errors_are_one_line_and_leave_no_output(work, args, message):
-    net = caffeio.read_net(work / "train_val.prototxt")
+    net = files.read_net(work / "train_val.prototxt")
     net.layer[1].data_param.source = "no_such_lmdb"  # TEST data missing: `caffe test` fails
-    caffeio.write_text(work / "broken.prototxt", net)
+    files.write_text(work / "broken.prototxt", net)
     before = {p.name: digest(p) for p in work.iterdir() if p.is_file()}
     if "--model" not in args:
         args = args + ["--model", "tiny_iter_30.caffemodel"]

@@ -1,7 +1,8 @@
 """Stock Caffe as installed by `make setup`: the caffe tool and pycaffe run from the rootfs."""
 import subprocess
 
-from conftest import NETS, REPO
+from tests.support import pycaffe
+from tests.support.project import NETS, REPO
 
 
 def test_caffe_time_runs_a_small_net(stock):
@@ -24,7 +25,7 @@ def test_caffe_wrapper_reports_version_and_honours_CAFFE(stock, tmp_path):
 
 
 def test_pycaffe_is_stock_caffe_1_0(stock):
-    version = stock.run_pycaffe("import caffe; print(caffe.__version__)").strip()
+    version = pycaffe.run("version").strip()
     assert version == "1.0.0"
 
 

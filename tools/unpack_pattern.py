@@ -4,11 +4,11 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from sepnets.bootstrap import ensure_venv  # noqa: E402
+from sepnets.bootstrap import ensure_venv
 
 ensure_venv()
-from sepnets.errors import cli  # noqa: E402
-from sepnets.pack import main  # noqa: E402
+from sepnets.cli.unpack_pattern import main
+from sepnets.errors import cli
 
 if __name__ == "__main__":
     sys.exit(cli(main)())

@@ -1,25 +1,21 @@
 """CIFAR-10 in the three versions the SEP-Nets authors compared (their README, "Experiments on
 CIFAR10 with ResNet"), as float Datum databases with mean files."""
-import argparse
 import importlib
 import io
 import pickle
-import sys
 import tarfile
 from pathlib import Path
 
 import numpy as np
 
-from sepnets import staging
-from sepnets.datasets import download
-from sepnets.db import MeanAccumulator, array_datum, backend_name, write_mean, write_records
-from sepnets.errors import ArgumentParser, CaffeFileError, UserError
-from sepnets.bootstrap import REPO
+from sepnets import names
+from sepnets.caffe.db import MeanAccumulator, array_datum, backend_name, write_mean, write_records
+from sepnets.datasets import staging
+from sepnets.errors import CaffeFileError, UserError
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 # the archive's md5 as published with it and checked by torchvision (datasets/cifar.py, tgz_md5)
 MD5 = "c58f30108f718f92721af3b95e74349a"
-DATA_DIR = REPO / "data" / "cifar10"
 ARCHIVE_NAME = "cifar-10-python.tar.gz"
 TRAIN_BATCHES = [f"data_batch_{i}" for i in range(1, 6)]
 TEST_BATCH = "test_batch"
@@ -188,12 +184,8 @@ def zca_apply(x, zca):
 
 
 def outputs(out_dir, variant, backend):
-    out_dir = Path(out_dir)
-    names = {"train": out_dir / f"train_{backend}", "test": out_dir / f"test_{backend}",
-             "mean": out_dir / "mean.binaryproto"}
-    if variant == "highway-padded":
-        names["paddedmean"] = out_dir / "paddedmean.binaryproto"
-    return names
+    return {role: Path(path)
+            for role, path in names.cifar10_files(variant, backend, out_dir).items()}
 
 
 def _records(images, labels, mean=None, padded_mean=None, pad=0):
@@ -243,32 +235,3 @@ def prepare(archive, variant, backend, out_dir, pad=PAD, scale=GCN_SCALE,
     log(f"wrote {outs['train']} ({len(train)} x 3x{side}x{side} float), {outs['test']} "
         f"({len(test)} x 3x{SIDE}x{SIDE} float), " + ", ".join(p.name for p in means))
     return outs
-
-
-def main(argv=None):
-    parser = ArgumentParser(prog="prepare_cifar10.py", description=DESCRIPTION,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--variant", choices=VARIANTS, default="highway-padded",
-                        help="which preprocessing (default: highway-padded, the authors' best)")
-    parser.add_argument("--backend", choices=("leveldb", "lmdb"), default="leveldb",
-                        help="database type (default: leveldb, as the authors' prototxt)")
-    parser.add_argument("--archive", type=Path,
-                        help=f"a {ARCHIVE_NAME} to use as it is (default: the official one, "
-                             "see --download-dir)")
-    parser.add_argument("--download-dir", type=Path, default=DATA_DIR,
-                        help=f"where the official {ARCHIVE_NAME} is kept (default: data/cifar10)")
-    parser.add_argument("--out", type=Path, help="output directory (default: data/cifar10/VARIANT)")
-    parser.add_argument("--pad", type=int, default=PAD,
-                        help=f"zero pixels added on each side for highway-padded (default {PAD})")
-    parser.add_argument("--gcn-scale", type=float, default=GCN_SCALE,
-                        help=f"GCN scale (default {GCN_SCALE:g})")
-    parser.add_argument("--zca-bias", type=float, default=ZCA_FILTER_BIAS,
-                        help=f"ZCA filter_bias for nin (default {ZCA_FILTER_BIAS:g})")
-    parser.add_argument("--url", default=URL, help="where to download the archive from")
-    parser.add_argument("--force", action="store_true", help="rebuild outputs that exist")
-    args = parser.parse_args(argv)
-    archive = args.archive or (lambda: download.fetch(args.url, args.download_dir / ARCHIVE_NAME, MD5))
-    prepare(archive, args.variant, args.backend, args.out or DATA_DIR / args.variant,
-            pad=args.pad, scale=args.gcn_scale, filter_bias=args.zca_bias, force=args.force,
-            log=lambda msg: print(msg, file=sys.stderr))
-    return 0

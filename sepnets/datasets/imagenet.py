@@ -1,21 +1,17 @@
 """Image lists (`relative/path label` lines, e.g. ImageNet's train.txt/val.txt) -> a Datum
 database: the job of Caffe's convert_imageset (as create_imagenet.sh runs it), with worker
 processes, a progress bar, and bad images reported and skipped instead of ending the run."""
-import argparse
-import os
-import sys
 from multiprocessing import Pool
 from pathlib import Path
 
 import numpy as np
 
-from sepnets import images, staging
-from sepnets.bootstrap import REPO
-from sepnets.db import DatumWriter, MeanAccumulator, array_datum, backend_name, write_mean
-from sepnets.errors import ArgumentParser, CaffeFileError, UserError
-from sepnets.proto import caffe_pb2
+from sepnets.caffe import images
+from sepnets.caffe.db import DatumWriter, MeanAccumulator, array_datum, backend_name, write_mean
+from sepnets.caffe.proto import caffe_pb2
+from sepnets.datasets import staging
+from sepnets.errors import CaffeFileError, UserError
 
-DATA_DIR = REPO / "data" / "imagenet"
 SHOWN_FAILURES = 20
 
 DESCRIPTION = """\
@@ -177,31 +173,3 @@ def _report_skipped(skipped, total, log):
         log(f"  {name}: {problem}")
     if len(skipped) > SHOWN_FAILURES:
         log(f"  ... and {len(skipped) - SHOWN_FAILURES} more")
-
-
-def main(argv=None):
-    parser = ArgumentParser(prog="prepare_imagenet.py", description=DESCRIPTION,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--root", required=True, type=Path, help="directory the list's paths are in")
-    parser.add_argument("--list", required=True, type=Path, dest="list_path",
-                        help="list file, lines 'PATH LABEL'")
-    parser.add_argument("--out", type=Path,
-                        help="database to create (default: data/imagenet/ilsvrc12_LISTSTEM_BACKEND)")
-    parser.add_argument("--backend", choices=("lmdb", "leveldb"), default="lmdb")
-    parser.add_argument("--resize", type=int, default=0,
-                        help="resize every image to N x N (create_imagenet.sh: 256; default 0: keep)")
-    parser.add_argument("--encoded", action="store_true", help="store encoded images")
-    parser.add_argument("--encode-type", default="",
-                        help="jpg, png or bmp (default with --encoded: the file's own type)")
-    parser.add_argument("--shuffle", action="store_true", help="shuffle the list (seeded)")
-    parser.add_argument("--seed", type=int, default=0, help="shuffle seed (default 0)")
-    parser.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 1,
-                        help="worker processes (default: one per CPU)")
-    parser.add_argument("--mean", type=Path, help="also write the mean as this .binaryproto")
-    parser.add_argument("--force", action="store_true", help="rebuild outputs that exist")
-    args = parser.parse_args(argv)
-    out = args.out or DATA_DIR / f"ilsvrc12_{args.list_path.stem}_{args.backend}"
-    convert(args.root, args.list_path, out, args.backend, args.resize, args.encoded,
-            args.encode_type, args.shuffle, args.seed, args.jobs, args.mean, args.force,
-            log=lambda msg: print(msg, file=sys.stderr))
-    return 0

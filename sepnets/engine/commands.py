@@ -6,14 +6,22 @@ import sys
 import numpy as np
 import torch
 
+from sepnets.caffe import glog
+from sepnets.caffe.proto import caffe_pb2
 from sepnets.engine import device as devices
-from sepnets.engine import glog, timing
+from sepnets.engine import timing
 from sepnets.engine.flags import Flag, parse, usage
 from sepnets.engine.net import Net
-from sepnets.engine.solver import (NONE, SNAPSHOT, STOP, SGDSolver, accumulate_scores,
-                                   mean_scores, read_solver_params)
+from sepnets.engine.solver import (
+    NONE,
+    SNAPSHOT,
+    STOP,
+    SGDSolver,
+    accumulate_scores,
+    mean_scores,
+    read_solver_params,
+)
 from sepnets.errors import UserError
-from sepnets.proto import caffe_pb2
 
 f32 = np.float32
 

@@ -8,8 +8,7 @@ import threading
 
 import numpy as np
 
-from sepnets import caffeio, db
-from sepnets.engine import glog
+from sepnets.caffe import db, files, glog
 from sepnets.errors import CaffeFileError, UserError
 
 
@@ -31,7 +30,7 @@ class DataTransformer:
             if len(param.mean_value):
                 raise UserError(f"{where}: cannot specify mean_file and mean_value at the same time")
             glog.info("data_transformer.cpp:25", f"Loading mean file from: {param.mean_file}")
-            mean = caffeio.read_blobproto(param.mean_file).astype(np.float32)
+            mean = files.read_blobproto(param.mean_file).astype(np.float32)
             if mean.ndim == 4 and mean.shape[0] == 1:
                 mean = mean[0]
             if mean.shape != tuple(datum_shape):

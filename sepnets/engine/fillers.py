@@ -6,8 +6,8 @@ import math
 import numpy as np
 import torch
 
+from sepnets.caffe.proto import caffe_pb2
 from sepnets.errors import UserError
-from sepnets.proto import caffe_pb2
 
 VarianceNorm = caffe_pb2.FillerParameter
 

@@ -13,7 +13,7 @@ exponent), and so does this module, so the rates print and apply as Caffe's do.
 """
 import numpy as np
 
-from sepnets.engine import glog
+from sepnets.caffe import glog
 from sepnets.errors import UserError
 
 f32 = np.float32

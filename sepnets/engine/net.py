@@ -1,9 +1,9 @@
 """A Caffe net on torch: Caffe's Net::Init, Forward, Backward and weight I/O.
 
 Built from a NetParameter whose `state` holds the phase/level/stages (Caffe's Net(param)):
-upgraded as Caffe upgrades it, filtered by the layers' include/exclude rules
-(sepnets.netstate.filter_net), shapes inferred with Caffe's rules (sepnets.shapes), layers
-created in order.
+upgraded as Caffe upgrades it (sepnets.caffe.upgrade), filtered by the layers' include/exclude
+rules (sepnets.caffe.netstate.filter_net), shapes inferred with Caffe's rules
+(sepnets.caffe.shapes), layers created in order.
 
 Caffe semantics kept here:
 - blobs by name; an in-place layer (top named like its bottom) replaces the blob, so later
@@ -24,11 +24,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from sepnets import caffeio, db, netstate, shapes
+from sepnets.caffe import db, files, glog, netstate, shapes, upgrade
+from sepnets.caffe.proto import caffe_pb2
 from sepnets.engine import device as devices
-from sepnets.engine import fusion, glog, layers, upgrade
+from sepnets.engine import fusion, layers
 from sepnets.errors import CaffeFileError, UserError
-from sepnets.proto import caffe_pb2
 
 
 @dataclass
@@ -72,14 +72,14 @@ class Net:
     def __init__(self, param, device=None, seed=-1, source="<net>", fuse=True):
         self.device = torch.device("cpu") if device is None else torch.device(device)
         self.source = str(source)
-        param = upgrade.upgrade_net(param, self.source)
+        param = upgrade.upgrade_net(param, self.source, glog.info)
         state = param.state
         filtered = netstate.filter_net(param, state.phase, state.level)
         for layer in filtered.layer:
             if not layer.HasField("phase"):
                 layer.phase = state.phase
         glog.info("net.cpp:53", "Initializing net from parameters: \n"
-                  + caffeio.format_text(filtered))
+                  + files.format_text(filtered))
         if filtered.debug_info:
             glog.warning(None, "debug_info is not supported by the engine; ignored")
         self.name = filtered.name
@@ -119,7 +119,7 @@ class Net:
     def from_file(cls, path, phase="TEST", level=0, stages=(), weights=None, device=None,
                   seed=-1, fuse=True):
         """Caffe's Net(file, phase, level, stages), with weights copied in if given."""
-        net = cls(net_state(caffeio.read_net(path), phase, level, stages), device, seed, path,
+        net = cls(net_state(files.read_net(path), phase, level, stages), device, seed, path,
                   fuse)
         for model in ([weights] if isinstance(weights, str) else weights or []):
             net.copy_trained_layers_from(model)
@@ -344,9 +344,9 @@ class Net:
     # ---------------------------------------------------------------- weights
     def copy_trained_layers_from(self, model, path=None):
         """Caffe's CopyTrainedLayersFrom: blobs of layers with the same name, checked."""
-        if not isinstance(model, caffeio.Model):
+        if not isinstance(model, files.Model):
             path = model
-            model = caffeio.read_model(model)
+            model = files.read_model(model)
         where = path or "caffemodel"
         with torch.no_grad():
             for source in model.layers():
@@ -362,7 +362,7 @@ class Net:
                 for i, array in enumerate(arrays):
                     shape = layer.blob_shapes[i]
                     legacy = (source.name, i) in model.legacy
-                    if not _shape_equals(array.shape, shape, legacy):
+                    if not files.blob_shape_equals(array.shape, shape, legacy):
                         raise CaffeFileError(where, f"cannot copy param {i} weights from layer "
                                                     f"'{source.name}'; shape mismatch. Source "
                                                     f"param shape is {tuple(array.shape)}; "
@@ -372,8 +372,8 @@ class Net:
                                  .reshape(shape))
 
     def to_model(self):
-        """The net's layers and blobs as a caffeio.Model (what Caffe's snapshot writes)."""
-        model = caffeio.Model(caffe_pb2.NetParameter(name=self.name))
+        """The net's layers and blobs as a files.Model (what Caffe's snapshot writes)."""
+        model = files.Model(caffe_pb2.NetParameter(name=self.name))
         for layer in self.layers.values():
             model.net.layer.add().CopyFrom(layer.param)
             if layer.blobs:
@@ -399,11 +399,3 @@ class Net:
 def _replacement_step(layer, step, tops=None, loss_weights=None):
     return Step(layer, step.bottoms, step.tops if tops is None else tops,
                 step.loss_weights if loss_weights is None else loss_weights, step.propagate)
-
-
-def _shape_equals(stored, target, legacy):
-    """Caffe's Blob::ShapeEquals: a legacy 4-D blob matches the target padded to 4 axes."""
-    stored, target = tuple(stored), tuple(target)
-    if legacy:
-        return len(target) <= 4 and (1,) * (4 - len(target)) + target == stored
-    return stored == target

@@ -7,7 +7,7 @@ update, in Caffe's order and float arithmetic:
     clip: if the L2 norm of all gradients exceeds clip_gradients, scale them down
     for each learnable blob (Caffe's learnable_params order):
         g = g / iter_size
-        g = g + local_decay * w          (L2; L1: local_decay * sign(w)),  local_decay = weight_decay * decay_mult
+        g = g + local_decay * w          (L1: local_decay * sign(w)), local_decay = weight_decay * decay_mult
         h = momentum * h + local_rate * g                                  local_rate = lr * lr_mult
         w = w - h
 
@@ -21,43 +21,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sepnets import caffeio
-from sepnets.engine import glog, lr_policy
+from sepnets import names
+from sepnets.caffe import files, glog, upgrade
+from sepnets.caffe.proto import caffe_pb2
+from sepnets.engine import lr_policy
 from sepnets.engine.net import Net
 from sepnets.errors import CaffeFileError, UserError
-from sepnets.proto import caffe_pb2
 
 f32 = np.float32
 NONE, STOP, SNAPSHOT = "none", "stop", "snapshot"  # Caffe's SolverAction
 
-_SOLVER_TYPES = {caffe_pb2.SolverParameter.SGD: "SGD", caffe_pb2.SolverParameter.NESTEROV: "Nesterov",
-                 caffe_pb2.SolverParameter.ADAGRAD: "AdaGrad",
-                 caffe_pb2.SolverParameter.RMSPROP: "RMSProp",
-                 caffe_pb2.SolverParameter.ADADELTA: "AdaDelta",
-                 caffe_pb2.SolverParameter.ADAM: "Adam"}
-
-
 def read_solver_params(path):
-    """Caffe's ReadSolverParamsFromTextFileOrDie: the solver with the deprecated solver_type
-    turned into `type`, and snapshot_prefix defaulted to the solver's path without its
-    extension (or put inside it, when it names a directory)."""
-    param = caffeio.read_solver(path)
-    if param.HasField("solver_type"):
-        if param.HasField("type"):
-            raise CaffeFileError(path, "old solver_type field (enum) and new type field "
-                                       "(string) cannot be both specified")
-        param.type = _SOLVER_TYPES[param.solver_type]
-        param.ClearField("solver_type")
-    solver_path = Path(path)
-    if not param.HasField("snapshot_prefix"):
-        param.snapshot_prefix = str(solver_path.with_suffix(""))
-        glog.info("upgrade_proto.cpp:1108", "snapshot_prefix was not specified and is set to "
-                  + param.snapshot_prefix)
-    elif Path(param.snapshot_prefix).is_dir():
-        param.snapshot_prefix = str(Path(param.snapshot_prefix) / solver_path.stem)
-        glog.info("upgrade_proto.cpp:1113", "snapshot_prefix was a directory and is replaced to "
-                  + param.snapshot_prefix)
-    return param
+    """Caffe's ReadSolverParamsFromTextFileOrDie: the solver file, upgraded as Caffe upgrades
+    it (sepnets.caffe.upgrade: solver_type -> type, the snapshot_prefix default)."""
+    return upgrade.upgrade_solver(files.read_solver(path), path, glog.info)
 
 
 def accumulate_scores(sums, values):
@@ -88,7 +65,7 @@ class SGDSolver:
         self.request_action = lambda: NONE  # set by the command line (SIGINT/SIGHUP)
         self.snapshot_inputs = []  # files snapshots must not overwrite (weights, resumed state)
         glog.info("solver.cpp:45", "Initializing solver from parameters: \n"
-                  + caffeio.format_text(param))
+                  + files.format_text(param))
         self._check()
         self.seed = param.random_seed
         if self.seed >= 0:
@@ -125,16 +102,13 @@ class SGDSolver:
             glog.warning(None, "debug_info is not supported by the engine; ignored")
         lr_policy.check(p)
         if p.snapshot:
-            probe = Path(self._filename(".tempfile", 0))
+            probe = Path(names.snapshot(p.snapshot_prefix, 0, "tempfile"))
             try:
                 probe.write_bytes(b"")
                 probe.unlink()
             except OSError:
                 raise UserError(f"Cannot write to snapshot prefix '{p.snapshot_prefix}'. Make "
                                 "sure that the directory exists and is writable.") from None
-
-    def _read_net(self, path):
-        return caffeio.read_net(path)
 
     def _train_net(self):
         p = self.param
@@ -147,13 +121,13 @@ class SGDSolver:
             net_param, source = p.train_net_param, "train_net_param"
         elif p.HasField("train_net"):
             glog.info("solver.cpp:92", f"Creating training net from train_net file: {p.train_net}")
-            net_param, source = self._read_net(p.train_net), p.train_net
+            net_param, source = files.read_net(p.train_net), p.train_net
         elif p.HasField("net_param"):
             glog.info("solver.cpp:97", "Creating training net specified in net_param.")
             net_param, source = p.net_param, "net_param"
         else:
             glog.info("solver.cpp:102", f"Creating training net from net file: {p.net}")
-            net_param, source = self._read_net(p.net), p.net
+            net_param, source = files.read_net(p.net), p.net
         built = caffe_pb2.NetParameter()
         built.CopyFrom(net_param)
         built.state.CopyFrom(_merged_state(caffe_pb2.TRAIN, net_param.state, p.train_state))
@@ -167,7 +141,7 @@ class SGDSolver:
         if p.HasField("net_param") and p.HasField("net"):
             raise UserError(f"{self.source}: both net_param and net may not be specified")
         specs = [(n, "test_net_param") for n in p.test_net_param]
-        specs += [(self._read_net(f), f"test_net file: {f}") for f in p.test_net]
+        specs += [(files.read_net(f), f"test_net file: {f}") for f in p.test_net]
         generic = p.HasField("net") or p.HasField("net_param")
         if generic and len(p.test_iter) < len(specs) or not generic and len(p.test_iter) != len(specs):
             raise UserError(f"{self.source}: test_iter must be specified for each test network")
@@ -175,7 +149,7 @@ class SGDSolver:
             if p.HasField("net_param"):
                 specs.append((p.net_param, "net_param"))
             else:
-                specs.append((self._read_net(p.net), f"net file: {p.net}"))
+                specs.append((files.read_net(p.net), f"net file: {p.net}"))
         if p.test_state and len(p.test_state) != len(specs):
             raise UserError(f"{self.source}: test_state must be unspecified or specified once per "
                             "test net")
@@ -371,28 +345,24 @@ class SGDSolver:
                                         f"{glog.number(mean)}{note}")
 
     # ---------------------------------------------------------------- snapshots
-    def _filename(self, extension, iteration=None):
-        return (f"{self.param.snapshot_prefix}_iter_"
-                f"{self.iter if iteration is None else iteration}{extension}")
-
     def snapshot(self):
-        model_file = self._filename(".caffemodel")
+        model_file = names.snapshot(self.param.snapshot_prefix, self.iter, "caffemodel")
         glog.info("solver.cpp:464", f"Snapshotting to binary proto file {model_file}")
-        caffeio.write_model(model_file, self.net.to_model(), inputs=self.snapshot_inputs)
-        state_file = self._filename(".solverstate")
+        files.write_model(model_file, self.net.to_model(), inputs=self.snapshot_inputs)
+        state_file = names.snapshot(self.param.snapshot_prefix, self.iter, "solverstate")
         glog.info("sgd_solver.cpp:284", f"Snapshotting solver state to binary proto file "
                                         f"{state_file}")
-        state = caffeio.SolverState(self.iter, model_file,
+        state = files.SolverState(self.iter, model_file,
                                     [h.detach().cpu().numpy() for h in self.history],
                                     self.current_step)
-        caffeio.write_solverstate(state_file, state, inputs=self.snapshot_inputs)
+        files.write_solverstate(state_file, state, inputs=self.snapshot_inputs)
 
     def restore(self, state_file):
         """Caffe's Restore: iteration, learning rate step, weights (the state's learned_net)
         and momentum history, from a .solverstate stock Caffe or the engine wrote."""
         if str(state_file).endswith(".h5"):
             raise CaffeFileError(state_file, "HDF5 solver states are not supported by the engine")
-        state = caffeio.read_solverstate(state_file)
+        state = files.read_solverstate(state_file)
         self.snapshot_inputs = list(self.snapshot_inputs) + [state_file]
         self.iter = state.iter
         if state.learned_net:

@@ -1,6 +1,6 @@
 """The layer interface and registry.
 
-A layer is built from its LayerParameter and the shapes sepnets.shapes inferred for it (the
+A layer is built from its LayerParameter and the shapes sepnets.caffe.shapes inferred for it (the
 same Reshape rules Caffe uses), holds its parameter blobs as torch tensors in Caffe's order
 (`blobs`, e.g. [weight, bias]) and maps bottom tensors to top tensors in `forward`; torch's
 autograd is its Backward.
@@ -14,9 +14,10 @@ from dataclasses import dataclass
 
 import torch
 
-from sepnets.engine import fillers, glog
+from sepnets.caffe import glog
+from sepnets.caffe.proto import caffe_pb2
+from sepnets.engine import fillers
 from sepnets.errors import UserError
-from sepnets.proto import caffe_pb2
 
 REGISTRY = {}
 

@@ -2,9 +2,9 @@
 import numpy as np
 import torch
 
+from sepnets.caffe.proto import caffe_pb2
+from sepnets.caffe.shapes import canonical_axis
 from sepnets.engine.layers.base import Layer, register
-from sepnets.proto import caffe_pb2
-from sepnets.shapes import canonical_axis
 
 
 @register
@@ -35,7 +35,7 @@ class InnerProduct(Layer):
 
 
 class Restructure(Layer):
-    """Flatten and Reshape: the top shape sepnets.shapes computed with Caffe's rules."""
+    """Flatten and Reshape: the top shape sepnets.caffe.shapes computed with Caffe's rules."""
     NUM_BOTTOMS = 1
     NUM_TOPS = 1
 

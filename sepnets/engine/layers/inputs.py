@@ -3,10 +3,11 @@
 import numpy as np
 import torch
 
-from sepnets.engine import data, fillers, glog
+from sepnets.caffe import glog
+from sepnets.caffe.proto import caffe_pb2
+from sepnets.engine import data, fillers
 from sepnets.engine.layers.base import Layer, register
 from sepnets.errors import UserError
-from sepnets.proto import caffe_pb2
 
 
 @register

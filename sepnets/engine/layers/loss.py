@@ -4,9 +4,9 @@ import math
 import numpy as np
 import torch
 
+from sepnets.caffe.proto import caffe_pb2
+from sepnets.caffe.shapes import canonical_axis
 from sepnets.engine.layers.base import Layer, register
-from sepnets.proto import caffe_pb2
-from sepnets.shapes import canonical_axis
 
 Normalization = caffe_pb2.LossParameter
 LOG_FLT_MIN = math.log(float(np.finfo(np.float32).tiny))

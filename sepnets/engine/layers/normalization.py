@@ -4,9 +4,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from sepnets.caffe.shapes import canonical_axis
 from sepnets.engine import fillers
 from sepnets.engine.layers.base import Layer, register
-from sepnets.shapes import canonical_axis
 
 
 @register

@@ -6,9 +6,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sepnets import shapes as caffe_shapes
+from sepnets.caffe import shapes as caffe_shapes
+from sepnets.caffe.proto import caffe_pb2
 from sepnets.engine.layers.base import Layer, register
-from sepnets.proto import caffe_pb2
 
 FLT_MAX = float(np.finfo(np.float32).max)
 
@@ -34,7 +34,7 @@ class Convolution(Layer):
             self.fail("only axis 1 (channels) is supported")
         if len(self.param.top) != len(self.param.bottom):
             self.fail("give one top per bottom")
-        kernel, stride, pad, dilation = caffe_shapes.conv_geometry(self.param, p, 2)
+        kernel, stride, pad, dilation = caffe_shapes.conv_geometry(self.param, 2)
         self.stride, self.pad, self.dilation = tuple(stride), tuple(pad), tuple(dilation)
         self.group = p.group
         self.blobs.append(self.make_blob(p.weight_filler, shapes.param_shapes[0], "weight_filler"))

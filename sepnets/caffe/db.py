@@ -1,0 +1,288 @@
+"""Caffe's Datum databases (LevelDB and LMDB) as Caffe's Data layer reads them."""
+import io
+import os
+import shutil
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from sepnets.caffe.proto import caffe_pb2
+from sepnets.errors import CaffeFileError, UserError
+
+BACKENDS = {caffe_pb2.DataParameter.LEVELDB: "leveldb", caffe_pb2.DataParameter.LMDB: "lmdb"}
+
+
+def backend_name(backend):
+    """DataParameter.backend enum or 'leveldb'/'lmdb' -> 'leveldb'/'lmdb'."""
+    if isinstance(backend, str):
+        name = backend.lower()
+        if name not in BACKENDS.values():
+            raise UserError(f"unknown database backend '{backend}' (leveldb or lmdb)")
+        return name
+    return BACKENDS[backend]
+
+
+_OPEN = {}  # (backend, real path) -> [open database, number of readers]
+_OPEN_LOCK = threading.Lock()
+
+
+def _open(path, backend, source):
+    if backend == "lmdb":
+        import lmdb
+        try:
+            return lmdb.open(str(path), readonly=True, lock=False, readahead=False, subdir=True)
+        except lmdb.Error as err:
+            raise CaffeFileError(source, f"cannot open as LMDB: {err}") from None
+    import plyvel
+    try:
+        return plyvel.DB(str(path), create_if_missing=False)
+    except plyvel.Error as err:
+        raise CaffeFileError(source, f"cannot open as LevelDB: {err}") from None
+
+
+@contextmanager
+def _shared(path, backend, source):
+    """One open handle per database in this process, shared by its readers (LMDB and
+    LevelDB both refuse a second open in one process; Caffe's TRAIN and TEST Data layers, or
+    a reader on another thread, may read the same database at once)."""
+    key = (backend, os.path.realpath(path))
+    with _OPEN_LOCK:
+        entry = _OPEN.get(key)
+        if entry is None:
+            entry = _OPEN[key] = [_open(path, backend, source), 0]
+        entry[1] += 1
+    try:
+        yield entry[0]
+    finally:
+        with _OPEN_LOCK:
+            entry[1] -= 1
+            if entry[1] == 0:
+                del _OPEN[key]
+                entry[0].close()
+
+
+def iter_records(source, backend):
+    """Yields (key, value) byte pairs in key order, as Caffe's DB cursors do."""
+    backend = backend_name(backend)
+    path = Path(source)
+    if not path.is_dir():
+        raise CaffeFileError(source, f"no {backend} database here (not a directory)")
+    with _shared(path, backend, source) as handle:
+        if backend == "lmdb":
+            with handle.begin(buffers=False) as txn:
+                yield from txn.cursor()
+        else:
+            yield from handle.iterator()
+
+
+def decode_datum(value, source="<datum>"):
+    datum = caffe_pb2.Datum()
+    try:
+        datum.ParseFromString(value)
+    except Exception as err:  # protobuf's DecodeError, or a wrong record type
+        raise CaffeFileError(source, f"record is not a caffe Datum: {err}") from None
+    return datum
+
+
+def first_datum(source, backend):
+    for _, value in iter_records(source, backend):
+        return decode_datum(value, source)
+    raise CaffeFileError(source, "database is empty")
+
+
+def datum_shape(datum, force_color=False, force_gray=False):
+    """(channels, height, width) of a Datum, decoding an encoded image to learn its size."""
+    if datum.encoded:
+        from PIL import Image
+        image = Image.open(io.BytesIO(datum.data))
+        channels = 3 if force_color else 1 if force_gray else len(image.getbands())
+        return channels, image.height, image.width
+    return datum.channels, datum.height, datum.width
+
+
+def data_layer_shapes(layer):
+    """Top shapes of a Data layer from the first record of its database (Caffe reads it too)."""
+    if layer.type != "Data":
+        raise UserError(f"layer '{layer.name}': shapes of {layer.type} layers are not read "
+                        "from data; replace it by an Input layer")
+    p = layer.data_param
+    t = layer.transform_param
+    c, h, w = datum_shape(first_datum(p.source, p.backend), t.force_color, t.force_gray)
+    if t.crop_size:
+        h = w = t.crop_size
+    tops = [(p.batch_size, c, h, w)]
+    if len(layer.top) > 1:
+        tops.append((p.batch_size,))
+    return tops
+
+
+class DatumWriter:
+    """Writes Datum records to a new LevelDB or LMDB the way Caffe's converters do.
+
+    Keys are the zero-padded record index (Caffe's format_int(i, key_digits)), optionally
+    followed by "_" and a suffix (convert_imageset appends the file name), so the key order
+    is the write order. The database is built under a temporary name beside `dest` and
+    renamed only when closed without error: an interrupted run never leaves a half
+    database under the final name.
+    """
+
+    def __init__(self, dest, backend, key_digits=8, map_size=1 << 40, batch=1000):
+        self.dest = Path(dest)
+        self.backend = backend_name(backend)
+        self.key_digits = key_digits
+        self.batch = batch
+        self.count = 0
+        if self.dest.exists():
+            raise UserError(f"{self.dest}: already exists; remove it or choose another --out")
+        self.dest.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = self.dest.with_name(f".{self.dest.name}.partial")
+        shutil.rmtree(self.tmp, ignore_errors=True)  # left by an interrupted run
+        self._pending = []
+        if self.backend == "lmdb":
+            import lmdb
+            self._db = lmdb.open(str(self.tmp), map_size=map_size, subdir=True, meminit=False,
+                                 map_async=True)
+        else:
+            import plyvel
+            self._db = plyvel.DB(str(self.tmp), create_if_missing=True, error_if_exists=True)
+
+    def key(self, index, suffix=None):
+        key = str(index).zfill(self.key_digits)
+        return (key + "_" + suffix if suffix else key).encode()
+
+    def put(self, datum, suffix=None, index=None):
+        """Adds one record; `index` (default: the number written so far) names its key, so a
+        converter that skips an input can keep the input's line number, as convert_imageset does."""
+        value = datum if isinstance(datum, bytes) else datum.SerializeToString()
+        self._pending.append((self.key(self.count if index is None else index, suffix), value))
+        self.count += 1
+        if len(self._pending) >= self.batch:
+            self._flush()
+
+    def _flush(self):
+        if self.backend == "lmdb":
+            with self._db.begin(write=True) as txn:
+                for k, v in self._pending:
+                    txn.put(k, v)
+        else:
+            with self._db.write_batch() as wb:
+                for k, v in self._pending:
+                    wb.put(k, v)
+        self._pending = []
+
+    def close(self, ok=True):
+        try:
+            if ok:
+                self._flush()
+        finally:
+            if self.backend == "lmdb":
+                self._db.sync(True)
+            self._db.close()
+        if ok:
+            os.replace(self.tmp, self.dest)
+        else:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        self.close(ok=exc_type is None)
+        return False
+
+
+def array_datum(array, label, unencoded_flag=False):
+    """A (channels, height, width) array -> Datum: uint8 in `data`, anything else as float32 in
+    `float_data` (data left empty, as Caffe's DataTransformer expects for float records).
+
+    unencoded_flag=True also stores `encoded: false`, as Caffe's CVMatToDatum does, so records
+    are byte-identical to convert_imageset's.
+    """
+    array = np.asarray(array)
+    if array.ndim != 3:
+        raise ValueError(f"a Datum holds a (channels, height, width) array, not shape {array.shape}")
+    datum = caffe_pb2.Datum(channels=array.shape[0], height=array.shape[1], width=array.shape[2],
+                            label=int(label))
+    if array.dtype == np.uint8:
+        datum.data = np.ascontiguousarray(array).tobytes()
+    else:
+        datum.float_data.extend(np.ascontiguousarray(array, np.float32).ravel().tolist())
+    if unencoded_flag:
+        datum.encoded = False
+    return datum
+
+
+def datum_array(datum, force_color=False, force_gray=False, source="<datum>"):
+    """Datum -> (channels, height, width) array: uint8 for `data`, float32 for `float_data`.
+
+    An encoded image is decoded as Caffe's DataTransformer does: natively
+    (DecodeDatumNative: gray stays one channel, alpha kept) unless transform_param's
+    force_color / force_gray ask for 3 or 1 channels.
+    """
+    if datum.encoded:
+        from sepnets.caffe import images
+        try:
+            if force_color or force_gray:
+                return images.hwc_to_chw(images.decode_forced(datum.data, gray=force_gray))
+            return images.hwc_to_chw(images.decode(datum.data, native=True))
+        except images.ImageError as err:
+            raise CaffeFileError(source, f"encoded image record: {err}") from None
+    shape = (datum.channels, datum.height, datum.width)
+    if datum.data:
+        values = np.frombuffer(datum.data, np.uint8)
+    else:
+        values = np.asarray(datum.float_data, np.float32)
+    if values.size != int(np.prod(shape)):
+        raise CaffeFileError(source, f"record holds {values.size} values, its shape {shape} "
+                                     f"needs {int(np.prod(shape))}")
+    return values.reshape(shape)
+
+
+class MeanAccumulator:
+    """The per-pixel mean of equal-sized (channels, height, width) arrays, as compute_image_mean
+    makes it: uint8 sums are exact (int64) and divided in float32 as it divides, so the result
+    is bit-identical to compute_image_mean's while its float32 sums are exact (below 2**24:
+    up to 65,793 images) and more accurate beyond; float sums are kept in float64."""
+
+    def __init__(self):
+        self.sum = None
+        self.count = 0
+
+    def add(self, array, name="record"):
+        array = np.asarray(array)
+        if self.sum is None:
+            self.sum = np.zeros(array.shape, np.int64 if array.dtype == np.uint8 else np.float64)
+        elif array.shape != self.sum.shape:
+            raise UserError(f"{name}: shape {array.shape} differs from the first record's "
+                            f"{self.sum.shape}; a mean needs equal-sized records")
+        self.sum += array
+        self.count += 1
+
+    def mean(self):
+        if not self.count:
+            raise UserError("no records: nothing to average")
+        if self.sum.dtype == np.int64:
+            return self.sum.astype(np.float32) / np.float32(self.count)
+        return (self.sum / self.count).astype(np.float32)
+
+
+def write_mean(path, mean, inputs=()):
+    """A (channels, height, width) mean -> .binaryproto in the 1 x C x H x W legacy form that
+    compute_image_mean writes and DataTransformer's mean_file reads."""
+    from sepnets.caffe import files
+    return files.write_blobproto(path, np.asarray(mean, np.float32), inputs=inputs, legacy=True)
+
+
+def write_records(dest, backend, records, total=None, desc=None, key_digits=8):
+    """Writes (datum, suffix, index) triples (or bare Datums) with a tqdm bar; returns the count."""
+    from tqdm import tqdm
+    with DatumWriter(dest, backend, key_digits=key_digits) as writer:
+        for record in tqdm(records, total=total, desc=desc or Path(dest).name, unit="rec",
+                           dynamic_ncols=True, mininterval=0.5):
+            if isinstance(record, tuple):
+                writer.put(*record)
+            else:
+                writer.put(record)
+    return writer.count

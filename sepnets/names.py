@@ -1,0 +1,167 @@
+"""Every file name the toolkit reads back or writes, decided once (standard library only, so
+every part may import it).
+
+- Caffe's own: snapshots `<prefix>_iter_<N>.caffemodel` / `.solverstate` (solver.cpp:451
+  SnapshotFilename), the write probe `<prefix>_iter_0.tempfile` (solver.cpp:61
+  CheckSnapshotWritePermissions).
+- Pattern binarization: `<stem>_quant_<filters>_<offset>.caffemodel` beside the trained model
+  (stem: the model's name without .caffemodel; filters: the filter specs joined by `_`, e.g.
+  3x3_5x5; offset: offset_text), the fine-tune files `train_val_fix_<filters>_pattern.prototxt`
+  and `solver_fix_<filters>_pattern.prototxt` with snapshot_prefix `<prefix>_fix_<filters>_pattern`
+  (the authors' names), and `--stats` figures `<layer>_patterns.png`.
+- Training-log tables: `PREFIX.train.csv`, `PREFIX.test.csv`, `PREFIX.test1.csv` ...
+  (`PREFIX.<log name>.train.csv` ... for several trainings).
+- Databases the data targets build and the generated prototxts read, under data/.
+- A workspace (the procedure's): models/<name>/ and logs/<name>/ and the files in them.
+"""
+import re
+from pathlib import Path
+
+# ---------------------------------------------------------------- Caffe's snapshots
+
+SNAPSHOT_KINDS = ("caffemodel", "solverstate")
+_SNAPSHOT = re.compile(r"_iter_(\d+)\.(caffemodel|solverstate)$")
+
+
+def snapshot(prefix, iteration, kind):
+    """`<prefix>_iter_<N>.<kind>` (kind: caffemodel, solverstate, tempfile), as Caffe names it."""
+    return f"{prefix}_iter_{iteration}.{kind}"
+
+
+def snapshot_iteration(name):
+    """The N of a `..._iter_N.caffemodel|solverstate` name, or None."""
+    m = _SNAPSHOT.search(str(name))
+    return int(m.group(1)) if m else None
+
+
+def snapshots(prefix, kind):
+    """[(iteration, path)] of the files `<prefix>_iter_N.<kind>` that exist, oldest first."""
+    prefix = Path(prefix)
+    found = []
+    for path in prefix.parent.glob(f"{prefix.name}_iter_*.{kind}"):
+        it = snapshot_iteration(path.name)
+        if it is not None and path.name == Path(snapshot(prefix, it, kind)).name:
+            found.append((it, path))
+    return sorted(found)
+
+
+# ---------------------------------------------------------------- pattern binarization
+
+MEAN = "mean"  # the offset's place in a name when every filter has its own scale
+
+
+def filters_tag(specs):
+    """Filter specs (their texts: '3x3', '5x5', 'kxk') as they appear in file names: 3x3_5x5."""
+    return "_".join(specs)
+
+
+def offset_text(offset):
+    """An offset as it appears in file names and tables: 0.06, 0.1, or 'mean' (None)."""
+    return MEAN if offset is None else f"{round(offset, 10):g}"
+
+
+def model_stem(model_path):
+    """A caffemodel's name without .caffemodel."""
+    name = Path(model_path).name
+    return name[:-len(".caffemodel")] if name.endswith(".caffemodel") else Path(name).stem
+
+
+QUANTIZED = "{stem}_quant_{tag}_{offset}.caffemodel"
+
+
+def quantized_model(model_path, tag, offset):
+    """The patterned model quant_pattern.py writes beside `model_path`."""
+    path = Path(model_path)
+    return path.with_name(QUANTIZED.format(stem=model_stem(path), tag=tag,
+                                           offset=offset_text(offset)))
+
+
+def fine_tune_net(tag):
+    return f"train_val_fix_{tag}_pattern.prototxt"
+
+
+def fine_tune_solver(tag):
+    return f"solver_fix_{tag}_pattern.prototxt"
+
+
+def fine_tune_prefix(prefix, tag):
+    """The fine-tuning's snapshot_prefix, from the training's."""
+    return f"{prefix}_fix_{tag}_pattern"
+
+
+def layer_file_name(layer_name):
+    """A layer name as a file name (GoogLeNet's names contain '/')."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", layer_name).strip("_") or "layer"
+
+
+def pattern_figure(layer_name):
+    return f"{layer_file_name(layer_name)}_patterns.png"
+
+
+# ---------------------------------------------------------------- training-log tables
+
+def log_table(prefix, kind, label=None):
+    """parse_log.py-style table `PREFIX[.<label>].<kind>.csv` (kind: train, test, test1, ...);
+    a trailing .csv on PREFIX is dropped; label tells several trainings apart."""
+    prefix = str(prefix)
+    prefix = prefix[:-4] if prefix.endswith(".csv") else prefix
+    middle = "" if label is None else "." + re.sub(r"[^A-Za-z0-9._-]+", "_", label).strip("_")
+    return Path(f"{prefix}{middle}.{kind}.csv")
+
+
+# ---------------------------------------------------------------- databases under data/
+
+MNIST_DIR = "data/mnist"
+CIFAR10_DIR = "data/cifar10"
+IMAGENET_DIR = "data/imagenet"
+
+
+def mnist_db(part, backend="lmdb", directory=MNIST_DIR):
+    """data/mnist/mnist_{train,test}_{lmdb,leveldb} (Caffe's examples/mnist names)."""
+    return f"{directory}/mnist_{part}_{backend}"
+
+
+def cifar10_dir(variant):
+    return f"{CIFAR10_DIR}/{variant}"
+
+
+def cifar10_files(variant, backend="leveldb", directory=None):
+    """{role: path} of one CIFAR-10 variant, in data/cifar10/<variant>/ by default: the
+    databases, each set's mean, and the padded training set's own mean."""
+    base = directory or cifar10_dir(variant)
+    files = {"train": f"{base}/train_{backend}", "test": f"{base}/test_{backend}",
+             "mean": f"{base}/mean.binaryproto"}
+    if variant == "highway-padded":
+        files["paddedmean"] = f"{base}/paddedmean.binaryproto"
+    return files
+
+
+def imagenet_db(part, backend="lmdb"):
+    """data/imagenet/ilsvrc12_{train,val}_lmdb (Caffe's examples/imagenet names; part: the
+    list file's stem)."""
+    return f"{IMAGENET_DIR}/ilsvrc12_{part}_{backend}"
+
+
+IMAGENET_MEAN = f"{IMAGENET_DIR}/mean.binaryproto"
+
+# the make target that builds each data directory (named when a net's database is missing)
+DATA_TARGETS = {MNIST_DIR: "data-mnist", CIFAR10_DIR: "data-cifar10", IMAGENET_DIR: "data-imagenet"}
+
+
+# ---------------------------------------------------------------- a workspace's files
+
+TRAIN_LOG = "train.log"            # logs/<name>/: appended, as the authors' `2>&1 | tee`
+FINETUNE_LOG = "finetune.log"
+QUANT_LOG = "quant.log"
+DATA_LOG = "data.log"
+PLOT_LOG = "plot.log"
+SWEEP_CSV = "sweep.csv"            # the offset sweep, with the kept offset marked
+EVAL_JSON = "eval.json"            # `caffe test` of full / patterned / refined
+RESULTS_MD = "results.md"
+CURVES_PNG = "curves.png"
+CURVES_CSV = "curves.csv"          # the log tables' prefix: curves.train.csv, curves.test.csv
+
+
+def quant_record(tag):
+    """logs/<name>/quant_<filters>.json: which patterned model the last `make quant` made."""
+    return f"quant_{tag}.json"

@@ -1,0 +1,4 @@
+"""Stock pycaffe: caffe.__version__."""
+import caffe
+
+print(caffe.__version__)
