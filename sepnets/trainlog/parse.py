@@ -28,9 +28,11 @@ import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
+from sepnets import names
 from sepnets.caffe.files import read_bytes
 from sepnets.errors import CaffeFileError
 from sepnets.trainlog import scan
@@ -40,7 +42,6 @@ _START_EVENTS = ("Solving", "Resuming from", "Restoring previous solver status f
                  "Initializing solver from parameters")
 _DUMP_FIELD = re.compile(rb"^(average_loss|iter_size): (\d+)\r?$", re.M)
 _GLOG_LINE = re.compile(rb"^[IWEF]\d{4}", re.M)
-_SNAPSHOT_ITER = re.compile(r"_iter_(\d+)\.solverstate")
 _FATAL = re.compile(rb"^F\d{4} [^\]\n]*\] (.*)$", re.M)
 
 
@@ -166,6 +167,27 @@ class Series:
 
 
 @dataclass
+class _Parse:
+    """What reading one log builds up, stage by stage (read_log): the scanned solver lines and,
+    per line, its run, the display or test line an output belongs to, the lr line of a display,
+    and whether a resumed run replaced it."""
+    path: Path
+    raw: bytes
+    lines: scan.SolverLines
+    warn: Callable
+    runs: list = None               # _Run per run, in the order they start
+    run_of: np.ndarray = None       # the run of each solver line
+    owner: np.ndarray = None        # output line -> its display/test line (-1: none)
+    lr_of: np.ndarray = None        # display line -> its lr line (-1: none)
+    alive: np.ndarray = None        # False where a resumed run replaced the line
+
+    def where(self, index):
+        """`path:line` of solver line `index`, for warnings."""
+        line = self.raw.count(b"\n", 0, self.lines.offset[index]) + 1
+        return f"{self.path}:{line}"
+
+
+@dataclass
 class _Run:
     tid: int
     first: int                  # index of its first solver line
@@ -191,6 +213,7 @@ def read_log(path, warn):
     if cut:
         raw = raw[:raw.rfind(b"\n") + 1]
     lines = scan.scan(raw)
+    p = _Parse(path, raw, lines, warn)
     rows = lines.kind != EVENT
     if not rows.any():
         fatal = _FATAL.search(raw)
@@ -201,8 +224,9 @@ def read_log(path, warn):
                                    "Caffe's solver after glog's prefix)")
     if cut:
         warn(f"{path}: the last line is incomplete (log cut off while being written); ignored")
-    runs, run_of = _runs(lines, raw, path, warn)
-    owner, lr_of, orphans = _attach(lines, run_of)
+    _runs(p)
+    orphans = _attach(p)
+    runs, run_of = p.runs, p.run_of
     garbled = lines.rejected + orphans
     if garbled > 0:
         warn(f"{path}: {garbled} solver line(s) garbled or without their 'Iteration' line "
@@ -213,13 +237,12 @@ def read_log(path, warn):
         tids = sorted({runs[r].tid for r in live})
         warn(f"{path}: lines of {len(tids)} training processes interleave (thread ids "
              f"{', '.join(map(str, tids))}); told apart by thread id")
-    alive = np.ones(len(lines.kind), bool)
-    groups = _join_resumed(lines, runs, live, run_of, alive, raw, path, warn)
+    p.alive = np.ones(len(lines.kind), bool)
+    groups = _join_resumed(p, live)
     series = []
     for n, group in enumerate(groups, 1):
         label = path.name if len(groups) == 1 else f"{path.name} (run {n})"
-        series.append(_series(lines, runs, group, run_of, alive, owner, lr_of, path, label,
-                              warn))
+        series.append(_series(p, group, label))
     if len(groups) > 1:
         warn(f"{path}: {len(groups)} separate trainings in one file; shown as "
              + ", ".join(repr(s.label) for s in series))
@@ -228,12 +251,9 @@ def read_log(path, warn):
     return series
 
 
-def _line_number(raw, offset):
-    return raw.count(b"\n", 0, offset) + 1
-
-
-def _runs(lines, raw, path, warn):
-    """The runs, in the order they start, and the run of every solver line."""
+def _runs(p):
+    """Sets p.runs (in the order they start) and p.run_of (the run of every solver line)."""
+    lines, raw = p.lines, p.raw
     kind, n = lines.kind, len(lines.kind)
     is_row = kind != EVENT
     has_iter = (kind == DISPLAY) | (kind == LR) | (kind == TESTING)
@@ -261,8 +281,8 @@ def _runs(lines, raw, path, warn):
             has_rows = rows_before[local] > rows_before[first_local]
             if j in went_back:
                 if went_back[j] >= current.first:
-                    warn(f"{path}:{_line_number(raw, lines.offset[j])}: the iteration goes back "
-                         f"to {lines.iteration[j]} without a new solver start; a new run")
+                    p.warn(f"{p.where(j)}: the iteration goes back to {lines.iteration[j]} "
+                           "without a new solver start; a new run")
                     current = open_run(j)
                 continue
             event = lines.name[j]
@@ -289,7 +309,7 @@ def _runs(lines, raw, path, warn):
     order = np.argsort([r.first for r in runs], kind="stable")
     renumber = np.empty(len(runs), np.int64)
     renumber[order] = np.arange(len(runs))
-    return [runs[i] for i in order], renumber[run_of]
+    p.runs, p.run_of = [runs[i] for i in order], renumber[run_of]
 
 
 def _solver_dump(raw, offset):
@@ -300,9 +320,11 @@ def _solver_dump(raw, offset):
     return {k.decode(): int(v) for k, v in _DUMP_FIELD.findall(dump)}
 
 
-def _attach(lines, run_of):
-    """owner[i]: the display or test line whose row output line i belongs to (-1: none);
-    lr_of[i]: the lr line of display line i (-1: none); the count of outputs without one."""
+def _attach(p):
+    """Sets p.owner (owner[i]: the display or test line whose row output line i belongs to,
+    -1: none) and p.lr_of (lr_of[i]: the lr line of display line i, -1: none); returns the
+    count of outputs without an owner."""
+    lines, run_of = p.lines, p.run_of
     kind, n = lines.kind, len(lines.kind)
     owner = np.full(n, -1, np.int64)
     lr_of = np.full(n, -1, np.int64)
@@ -324,13 +346,15 @@ def _attach(lines, run_of):
             & (run_of[display] == run_of[lrs])
         lr_of[display[ok]] = lrs[ok]
     outputs = (kind == TRAIN_OUT) | (kind == TEST_OUT)
-    return owner, lr_of, int((outputs & (owner < 0)).sum())
+    p.owner, p.lr_of = owner, lr_of
+    return int((outputs & (owner < 0)).sum())
 
 
-def _join_resumed(lines, runs, live, run_of, alive, raw, path, warn):
-    """Groups runs into series: a resumed run continues the run that wrote its snapshot
-    (or, when none in this file did, starts a series of its own); what the earlier runs
-    logged from the snapshot's iteration on is marked dead in `alive`."""
+def _join_resumed(p, live):
+    """Groups the live runs into series: a resumed run continues the run that wrote its
+    snapshot (or, when none in this file did, starts a series of its own); what the earlier
+    runs logged from the snapshot's iteration on is marked dead in p.alive."""
+    lines, runs, run_of = p.lines, p.runs, p.run_of
     groups = []
     has_iter = lines.iteration >= 0
     for r in live:
@@ -343,26 +367,27 @@ def _join_resumed(lines, runs, live, run_of, alive, raw, path, warn):
         if target is None:
             groups.append([r])
             continue
-        found = _SNAPSHOT_ITER.search(run.resume_file)
+        found = names.snapshot_iteration(run.resume_file)
         mine = lines.iteration[has_iter & (run_of == r)]
-        run.resume_iter = int(found.group(1)) if found else int(mine.min()) if len(mine) else 0
+        run.resume_iter = found if found is not None else int(mine.min()) if len(mine) else 0
         superseded = np.isin(run_of, target) & has_iter & (lines.iteration >= run.resume_iter)
-        alive &= ~superseded
+        p.alive &= ~superseded
         displays = int((superseded & (lines.kind == DISPLAY)).sum())
         tests = int((superseded & (lines.kind == TESTING)).sum())
         replaced = (f"; the earlier run's {displays} display(s) and {tests} test(s) from "
                     f"iteration {run.resume_iter} on are replaced by the resumed run's"
                     if displays or tests else "")
-        line = _line_number(raw, lines.offset[run.resume_line])
-        warn(f"{path}:{line}: training resumed from {run.resume_file} at iteration "
-             f"{run.resume_iter}{replaced}")
+        p.warn(f"{p.where(run.resume_line)}: training resumed from {run.resume_file} at "
+               f"iteration {run.resume_iter}{replaced}")
         target.append(r)
     return groups
 
 
-def _series(lines, runs, group, run_of, alive, owner, lr_of, path, label, warn):
+def _series(p, group, label):
+    """The Series of one group of runs (a training and the runs resuming it)."""
+    lines, runs, owner, lr_of = p.lines, p.runs, p.owner, p.lr_of
     kind = lines.kind
-    mine = np.isin(run_of, group) & alive
+    mine = np.isin(p.run_of, group) & p.alive
     start = runs[group[0]].start
     seconds = lambda idx: (lines.usec[idx] - start) / 1e6      # noqa: E731
     outputs = np.flatnonzero(((kind == TRAIN_OUT) | (kind == TEST_OUT)) & (owner >= 0))
@@ -391,12 +416,12 @@ def _series(lines, runs, group, run_of, alive, owner, lr_of, path, label, warn):
                     test_outputs[lines.net[owner[test_outputs]] == t], owner, seconds, test_lr)
              for t in range(nets)]
     for table in [train] + tests:
-        _warn_incomplete(path, label, table, warn)
+        _warn_incomplete(p.path, label, table, p.warn)
     weighted = outputs[(kind[outputs] == TRAIN_OUT) & (lines.tail[outputs] >= 0)]
     heads, _, row = _groups(owner[weighted])
     params = next((runs[r].params for r in group if runs[r].params), {})
     return Series(
-        path, label, train, tests,
+        p.path, label, train, tests,
         loss=Curve(lines.iteration[displays], seconds(displays), lines.value[displays]),
         lr=Curve(lines.iteration[lrs], seconds(lrs), lr_texts),
         average_loss=params.get("average_loss", 1), iter_size=params.get("iter_size", 1),

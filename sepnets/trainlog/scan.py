@@ -17,6 +17,11 @@ TRAIN_OUT, TEST_OUT, DISPLAY, LR, TESTING, EVENT = range(6)
 EVENTS = ("Solving", "Resuming from", "Restoring previous solver status from",
           "Optimization Done", "Optimization stopped early", "Snapshotting solver state to",
           "Initializing solver from parameters")
+# bytes the scanner looks for, by name
+NEWLINE, CARRIAGE_RETURN, SPACE = ord("\n"), ord("\r"), ord(" ")
+BRACKET, COLON, DOT, CLOSE_PAREN = ord("]"), ord(":"), ord("."), ord(")")
+DIGIT_0, LETTER_N = ord("0"), ord("n")
+SEVERITIES = np.frombuffer(b"IWEF", np.uint8)   # glog's INFO, WARNING, ERROR, FATAL
 _PAD = 320                # zero bytes after the text: fixed-width reads never run past it
 _NUMBER = 40              # a number Caffe prints ("-1.17549e-38") is far shorter
 _NAME = 256               # the longest output name read
@@ -183,42 +188,42 @@ def _eight_digits(words, count):
 def scan(raw):
     """The solver lines of `raw` (bytes whose last line ends with a newline)."""
     b = _Bytes(raw)
-    ends = b.positions(10)
-    brackets = b.positions(93)
+    ends = b.positions(NEWLINE)
+    brackets = b.positions(BRACKET)
 
     # candidates: "] " followed by a message the solver prints, told by its first 8 bytes
     head = b.words(brackets + 2)
     wanted = [_word(w)[0] for w in ("    Trai", "    Test", "Iteratio")] \
         + [_word(w + " ")[0] for w in EVENTS]
     cand = np.flatnonzero(np.isin(head, np.array(wanted))
-                          & (b.buf[brackets + 1] == 32))
+                          & (b.buf[brackets + 1] == SPACE))
     # a solver line ("Iteration N", "net output #") that is not well formed counts as rejected
     rowlike = np.isin(head[cand], np.array(wanted[:2])) \
-        | ((head[cand] == wanted[2]) & (b.buf[brackets[cand] + 10] == 110)
-           & (b.buf[brackets[cand] + 11] == 32) & (b.buf[brackets[cand] + 12] - 48 <= 9))
+        | ((head[cand] == wanted[2]) & (b.buf[brackets[cand] + 10] == LETTER_N)
+           & (b.buf[brackets[cand] + 11] == SPACE) & (b.buf[brackets[cand] + 12] - DIGIT_0 <= 9))
     bracket, head = brackets[cand], head[cand]
     line = np.searchsorted(ends, bracket)
     s = np.where(line > 0, ends[np.maximum(line - 1, 0)] + 1, 0)
     e = ends[line]
-    e = e - (b.buf[np.maximum(e - 1, 0)] == 13)                      # a CRLF log
+    e = e - (b.buf[np.maximum(e - 1, 0)] == CARRIAGE_RETURN)                      # a CRLF log
 
     # glog's prefix: severity, date, time, thread id, and this "] " the first after them
     severity = b.buf[s]
-    datelen = np.where(b.buf[s + 5] == 32, 4, np.where(b.buf[s + 9] == 32, 8, 0))
+    datelen = np.where(b.buf[s + 5] == SPACE, 4, np.where(b.buf[s + 9] == SPACE, 8, 0))
     t = s + datelen + 2
-    ok = ((severity == 73) | (severity == 87) | (severity == 69) | (severity == 70)) \
-        & (datelen > 0) & (b.buf[t + 2] == 58) & (b.buf[t + 5] == 58) & (b.buf[t + 8] == 46) \
-        & (b.buf[t + 15] == 32)
+    ok = np.isin(severity, SEVERITIES) & (datelen > 0) \
+        & (b.buf[t + 2] == COLON) & (b.buf[t + 5] == COLON) & (b.buf[t + 8] == DOT) \
+        & (b.buf[t + 15] == SPACE)
     stamp = b.fixed_digits(s + 1, 4)
     if (datelen == 8).any():
         stamp = np.where(datelen == 4, stamp, b.fixed_digits(s + 1, 8))
     # the thread id, right-aligned in 5 columns (wider when it has more digits)
     tid_end = t + 21
-    wide = np.flatnonzero(b.buf[tid_end] != 32)
+    wide = np.flatnonzero(b.buf[tid_end] != SPACE)
     tid_end[wide] = b.token_end(tid_end[wide], 8)
     field = b.words(tid_end - 8) & ~_BYTE_MASKS[np.maximum(8 - (tid_end - t - 16), 0)]
     tid = _eight_digits(field, 8)                       # the spaces before it count 0
-    tid_ok = (_nondigits(field) & ~_BYTE_MASKS[7] == 0) & (b.buf[tid_end] == 32) \
+    tid_ok = (_nondigits(field) & ~_BYTE_MASKS[7] == 0) & (b.buf[tid_end] == SPACE) \
         & (tid_end - t - 16 <= 8)                      # (its last byte a digit)
     first = brackets[np.minimum(np.searchsorted(brackets, tid_end), len(brackets) - 1)]
     ok &= (stamp >= 0) & tid_ok & (first == bracket)
@@ -252,7 +257,7 @@ def _read_outputs(b, raw, lines, body, e, head):
     # the first 8 bytes are known; the rest from byte 8 on: "n net output #" / " net output #"
     index_at = at + np.where(train, 22, 21)
     prefix_ok = b.starts_with(index_at - 13, b" net output #") \
-        & (train == (b.buf[at + 8] == 110))
+        & (train == (b.buf[at + 8] == LETTER_N))
     index, index_len = b.digits(index_at)
     name_at = index_at + index_len + 2
     name, name_end = _names(b, raw, train * (int(index.max(initial=0)) + 1) + index, name_at)
@@ -291,7 +296,7 @@ def _read_iterations(b, raw, lines, body, e, head):
     lr = has_value & b.starts_with(after, b", lr = ") & (value_at == after + 7)
     testing = named & b.starts_with(after, b", Testing net (#")
     net, net_len = b.digits(after[testing] + 16)
-    well_formed = (net_len > 0) & (b.buf[after[testing] + 16 + net_len] == 41)
+    well_formed = (net_len > 0) & (b.buf[after[testing] + 16 + net_len] == CLOSE_PAREN)
     net = net[well_formed]
     testing[testing] = well_formed
     valued = display | lr
