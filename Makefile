@@ -17,7 +17,8 @@ help:
 	@echo "make data-mnist | data-cifar10 | data-imagenet   databases under data/"
 	@echo "make train-<net>          train prototxt/<net>/ (resumes); e.g. train-googlenet, train-resnet20"
 	@echo "make quant | finetune | eval | plot | results    the procedure on NET (see README)"
-	@echo "variables: NET=$(NET) FILTER=$(FILTER) OFFSET=$(OFFSET) SWEEP=$(SWEEP) ENGINE=$(ENGINE) GPU=$(GPU) CAFFE=$(CAFFE)"
+	@echo "make export               NET's newest model (refined, patterned or trained) to ONNX; BQ=1: 8-bit"
+	@echo "variables: NET=$(NET) FILTER=$(FILTER) OFFSET=$(OFFSET) SWEEP=$(SWEEP) ENGINE=$(ENGINE) GPU=$(GPU) CAFFE=$(CAFFE) BQ=$(BQ)"
 
 # ---------------------------------------------------------------- set-up (idempotent)
 setup: venv proto caffe
@@ -83,6 +84,16 @@ results: setup
 # The main job: the whole procedure on LeNet / the MNIST 5k sample, offline, in minutes.
 demo: setup
 	$(PIPELINE) demo $(RUN_FLAGS)
+
+# ---------------------------------------------------------------- deployment (ONNX)
+# `make export NET=lenet FILTER=5x5`: NET's deploy.prototxt with its newest model in
+# models/<NET>/ (the refined one if FILTER's fine-tuning has a snapshot, else the newest
+# patterned one, else the trained snapshot) as <model>.onnx beside it; the pattern layers are
+# found in the weights and stored as INT2 signs. BQ=1: the other blobs 8-bit (<model>_bq.onnx).
+BQ ?=
+.PHONY: export
+export: setup
+	$(PY) tools/export_onnx.py --workspace $(NET) --filter $(FILTER)$(if $(BQ), --bq)
 
 # ---------------------------------------------------------------- benchmarks
 # Each bench/bench_*.py measures one thing against stock Caffe (or Caffe's own tool) in the

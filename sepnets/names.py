@@ -9,6 +9,7 @@ every part may import it).
   3x3_5x5; offset: offset_text), the fine-tune files `train_val_fix_<filters>_pattern.prototxt`
   and `solver_fix_<filters>_pattern.prototxt` with snapshot_prefix `<prefix>_fix_<filters>_pattern`
   (the authors' names), and `--stats` figures `<layer>_patterns.png`.
+- ONNX exports: `<stem>.onnx` beside the caffemodel, `<stem>_bq.onnx` with --bq.
 - Training-log tables: `PREFIX.train.csv`, `PREFIX.test.csv`, `PREFIX.test1.csv` ...
   (`PREFIX.<log name>.train.csv` ... for several trainings).
 - Databases the data targets build and the generated prototxts read, under data/.
@@ -74,6 +75,12 @@ def quantized_model(model_path, tag, offset):
     path = Path(model_path)
     return path.with_name(QUANTIZED.format(stem=model_stem(path), tag=tag,
                                            offset=offset_text(offset)))
+
+
+def onnx_model(model_path, bq=False):
+    """The ONNX file tools/export_onnx.py writes beside a caffemodel by default."""
+    path = Path(model_path)
+    return path.with_name(model_stem(path) + ("_bq.onnx" if bq else ".onnx"))
 
 
 def fine_tune_net(tag):
@@ -157,6 +164,7 @@ DATA_LOG = "data.log"
 PLOT_LOG = "plot.log"
 SWEEP_CSV = "sweep.csv"            # the offset sweep, with the kept offset marked
 EVAL_JSON = "eval.json"            # `caffe test` of full / patterned / refined
+ONNX_JSON = "onnx.json"            # an ONNX export: its size and ONNX Runtime's test accuracy
 RESULTS_MD = "results.md"
 CURVES_PNG = "curves.png"
 CURVES_CSV = "curves.csv"          # the log tables' prefix: curves.train.csv, curves.test.csv

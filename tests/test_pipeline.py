@@ -56,6 +56,23 @@ def test_demo_measures_full_patterned_refined(demo_run):
     assert "| 431,080 | 25,000 | 406,080 |" in results  # LeNet; conv2's 5x5 weights patterned
 
 
+def test_demo_exports_the_refined_model_to_onnx(demo_run):
+    """models/demo/lenet_refined.onnx: conv2 found as patterns; ONNX Runtime's accuracy on the
+    1,000 test images equals Caffe's for the same weights (a near-tie may flip one image)."""
+    root, out = demo_run
+    doc = json.loads((root / "logs/demo/onnx.json").read_text())
+    path = root / "models/demo/lenet_refined.onnx"
+    assert doc["model"] == "models/demo/lenet_refined.onnx" and doc["bytes"] == path.stat().st_size
+    assert doc["pattern_layers"] == ["conv2"] and doc["images"] == 1000
+    caffe = json.loads((root / "logs/demo/eval.json").read_text())["models"]["refined"]["outputs"]["accuracy"]
+    assert abs(doc["accuracy"] - caffe) <= 1 / 1000
+    results = (root / "logs/demo/results.md").read_text()
+    assert (f"| `models/demo/lenet_refined.onnx` | {doc['bytes'] / 1e6:.3f} MB | "
+            f"{doc['predicted']['R'] / 1e6:.3f} / ") in results
+    assert f"| {doc['accuracy']:.4f} (1,000 test images) | {caffe:.4f} |" in results
+    assert f"ONNX Runtime accuracy on the test set: {doc['accuracy']:.4f}" in out
+
+
 def test_demo_keeps_patterns_fixed_and_uses_the_swept_offset(demo_run):
     root, _ = demo_run
     sweep = [r.split(",") for r in (root / "logs/demo/sweep.csv").read_text().splitlines()]
@@ -139,6 +156,8 @@ def test_makefile_passes_the_variables():
                      make_dry("quant"))
     assert make_dry("finetune", "NET=googlenet", "FILTER=3x3").endswith(
         "tools/pipeline.py finetune googlenet --filter 3x3 --engine caffe")
+    assert make_dry("export", "NET=lenet", "FILTER=5x5", "BQ=1").endswith(
+        "tools/export_onnx.py --workspace lenet --filter 5x5 --bq")
 
 
 def test_demo_runs_on_the_torch_engine_too(tmp_path):

@@ -3,7 +3,7 @@
 what only a command line can get wrong, and calls the domain modules with plain arguments.
 
     quant_pattern  fix_pattern  unpack_pattern  plot_log  netinfo  make_nets  pipeline
-    prepare_mnist  prepare_cifar10  prepare_imagenet          (flags: shared flag groups)
+    prepare_mnist  prepare_cifar10  prepare_imagenet  export_onnx   (flags: shared flag groups)
 
 May import every other part of sepnets; nothing imports it (but the scripts).
 """

@@ -1,12 +1,16 @@
 """`make demo`: the whole procedure on LeNet and the real MNIST 5,000-image sample, offline, in
 minutes — data, training, the 5x5 binarization with an offset sweep, frozen fine-tuning,
-evaluation, curves and results.md, in models/demo/ and logs/demo/."""
+evaluation, the refined model exported to ONNX, curves and results.md, in models/demo/ and
+logs/demo/."""
 import math
 import time
 
+import numpy as np
+
 from sepnets import names, paths
-from sepnets.caffe import files
+from sepnets.caffe import db, files, netstate
 from sepnets.caffe.db import iter_records
+from sepnets.deploy.evaluate import export_evaluated
 from sepnets.errors import UserError
 from sepnets.patterns.selection import Selector, parse_filters
 from sepnets.procedure import report, steps
@@ -16,6 +20,7 @@ TRAIN_ITERS = 1000
 FINETUNE_ITERS = 500
 SWEEP = "0.02:0.09:0.01"  # the authors' range
 FILTER = "5x5"
+ONNX_MODEL = "lenet_refined.onnx"  # in models/demo/
 
 
 def workspace():
@@ -43,6 +48,29 @@ def write_solver(ws, train_iters, test_records):
         files.write_text(ws.solver, param)
 
 
+def test_batches(train_val, size=100):
+    """(images, labels) of every record of the net's TEST Data layer database, in key order,
+    in batches of `size`, each record transformed as Caffe's TEST phase does (the engine's
+    DataTransformer)."""
+    from sepnets.engine.data import DataTransformer  # torch comes with the engine: only here
+    layer = next(layer for layer in netstate.filter_net(files.read_net(train_val), "TEST").layer
+                 if layer.type == "Data")
+    p, t = layer.data_param, layer.transform_param
+    first = db.datum_array(db.first_datum(p.source, p.backend), t.force_color, t.force_gray, p.source)
+    transform = DataTransformer(t, False, first.shape, np.random.default_rng(0), f"layer '{layer.name}'")
+    images, labels = [], []
+    for _, value in iter_records(p.source, p.backend):
+        datum = db.decode_datum(value, p.source)
+        images.append(np.empty(transform.output_shape(first.shape), np.float32))
+        transform(db.datum_array(datum, t.force_color, t.force_gray, p.source), images[-1])
+        labels.append(datum.label)
+        if len(images) == size:
+            yield np.stack(images), np.array(labels)
+            images, labels = [], []
+    if images:
+        yield np.stack(images), np.array(labels)
+
+
 def run(train_iters=TRAIN_ITERS, finetune_iters=FINETUNE_ITERS, sweep=SWEEP, engine="caffe",
         gpu=None):
     ws = workspace()
@@ -50,7 +78,8 @@ def run(train_iters=TRAIN_ITERS, finetune_iters=FINETUNE_ITERS, sweep=SWEEP, eng
     stages = ["MNIST 5k -> LMDB", f"train LeNet, {train_iters} iterations ({engine_name})",
               f"pattern binarization of the 5x5 filters, offset sweep {sweep}",
               f"fine-tune {finetune_iters} iterations with the patterns fixed",
-              "evaluate full / patterned / refined", "plots", "results.md"]
+              "evaluate full / patterned / refined; the refined model to ONNX", "plots",
+              "results.md"]
     start = time.time()
 
     def stage(i):
@@ -76,6 +105,9 @@ def run(train_iters=TRAIN_ITERS, finetune_iters=FINETUNE_ITERS, sweep=SWEEP, eng
     models = {"full": trained_model(ws), "patterned": patterned,
               "refined": refined_model(ws, selector)}
     steps.evaluate(ws, models, engine, gpu)
+    exported, top1 = export_evaluated(ws.deploy, rel(models["refined"]), rel(ws.models / ONNX_MODEL),
+                                      test_batches(ws.train_val), ws.log(names.ONNX_JSON), "refined")
+    print("\n".join(exported.lines()) + f"\nONNX Runtime accuracy on the test set: {top1:.4f}")
     stage(5)
     png = steps.plot(ws)
     stage(6)

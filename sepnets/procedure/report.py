@@ -42,6 +42,27 @@ def markdown_table(rows):
            ["| " + " | ".join(r) + " |" for r in body]
 
 
+def onnx_lines(ws, models):
+    """The ONNX export recorded in logs/<name>/onnx.json (sepnets.deploy.evaluate), if any:
+    its size and ONNX Runtime's accuracy next to Caffe's for the same model."""
+    path = ws.log(names.ONNX_JSON)
+    if not path.exists():
+        return []
+    doc = json.loads(path.read_text())
+    caffe = models.get(doc["label"], {}).get("outputs", {}).get("accuracy")
+    mb = analysis.MB
+    p = doc["predicted"]
+    return ["", "## Deployment: ONNX", "",
+            f"The {LABELS[doc['label']]} model exported by sepnets.deploy (opset {doc['opset']}; "
+                f"{', '.join(doc['pattern_layers']) or 'no layer'} as INT2 signs + a scale per "
+                "filter, the rest float32):", "",
+            "| file | size | netinfo R / B / BQ | accuracy, ONNX Runtime | accuracy, Caffe |",
+            "|---|--:|--:|--:|--:|",
+            f"| `{doc['model']}` | {doc['bytes'] / mb:.3f} MB | {p['R'] / mb:.3f} / {p['B'] / mb:.3f} / "
+            f"{p['BQ'] / mb:.3f} MB | {doc['accuracy']:.4f} ({doc['images']:,} test images) | "
+            + (f"{caffe:.4f} |" if caffe is not None else "- |")]
+
+
 def write(ws, selector, title, notes=()):
     """Writes logs/<name>/results.md; returns its path."""
     doc = json.loads(ws.eval_path().read_text())
@@ -67,6 +88,7 @@ def write(ws, selector, title, notes=()):
     lines += markdown_table(rows)
     lines += ["", "| model | file |", "|---|---|"]
     lines += [f"| {LABELS[c]} | `{models[c]['model']}` |" for c in columns]
+    lines += onnx_lines(ws, models)
     lines += ["", "## Pattern binarization", "",
               f"Selection `{selector.describe()}`: binarized {', '.join(binarized) or 'nothing'}"
               + (f"; {', '.join(held)} stays real-valued (first convolution on the input)."

@@ -40,11 +40,12 @@ def run(job):
     np.savez(job["out"], **out)
 
 
-def main():
+def main(run_job=run):
+    """Runs every job of the JSON file named on the command line (with `run_job`)."""
     with open(sys.argv[1]) as f:
         jobs = json.load(f)
     for job in jobs:
-        run(job)
+        run_job(job)
     print(json.dumps({"done": len(jobs)}))
 
 
