@@ -11,6 +11,9 @@ The time per iteration comes from each log's own "Iteration N (x iter/s, ys/K it
 (read with the same parser), skipping the first interval (start-up). The two engines run
 alternately, ROUNDS times each, and each is credited with its fastest display interval, so
 a burst of load from other processes on a shared machine does not decide the ratio.
+Next to these, each engine's `time` command on the same net (TRAIN phase, data included)
+reports its Average Forward-Backward: the engine's times the fused passes training runs, so
+its ratio to stock's `time` should be close to the training ratio.
 Target: the engine at least 5x faster than stock Caffe on ResNet-20.
 With `--gpu N` (CUDA) it also times the engine on that device: seconds per iteration on the
 same data, images/s for ResNet-20 (batch 128) and the authors' GoogLeNet (batch 32) on
@@ -43,6 +46,7 @@ GOOGLENET = paths.authors() / "googlenet_train_val.prototxt"
 LENET = REPO / "tests" / "nets" / "engine" / "lenet.prototxt"
 ROUNDS = 2
 TIMING = re.compile(r"\] Iteration (\d+) \(([\d.e+-]+) iter/s, ([\d.e+-]+)s/(\d+) iters\)")
+AVERAGE = re.compile(r"\] Average Forward-Backward: ([\d.e+-]+) ms\.")
 
 
 def make_db(path, count, shape, classes, rng):
@@ -111,6 +115,14 @@ def seconds_per_iteration(log):
     return min(s / k for s, k in spans)
 
 
+def time_forward_backward(log):
+    """`caffe time`'s Average Forward-Backward, in seconds."""
+    found = AVERAGE.findall(log)
+    if not found:
+        raise SystemExit("bench_engine: no Average Forward-Backward line:\n" + log[-2000:])
+    return float(found[-1]) / 1000
+
+
 def run(argv, cwd):
     proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -123,7 +135,7 @@ def engine_command(solver_path, gpu=None):
     return cmd + (["-gpu", str(gpu)] if gpu is not None else [])
 
 
-def bench(name, work, net, iterations, display, stock_iterations, gpu=None):
+def bench(name, work, net, iterations, display, stock_iterations, time_iterations, gpu=None):
     engine_solver = solver(work / f"{name}_engine.solver", net, iterations, display)
     stock_solver = solver(work / f"{name}_stock.solver", net, stock_iterations, display)
     ours, stock = [], []
@@ -132,6 +144,10 @@ def bench(name, work, net, iterations, display, stock_iterations, gpu=None):
             "train", "-solver", stock_solver], work)))
         ours.append(seconds_per_iteration(run(engine_command(engine_solver), REPO)))
     row = {"net": name, "engine_s": min(ours), "stock_s": min(stock)}
+    timed = ["time", "-model", str(net), "-iterations", str(time_iterations)]
+    row["stock_time_s"] = time_forward_backward(run(stockcaffe.caffe_command() + timed, work))
+    row["engine_time_s"] = time_forward_backward(
+        run(engines.engine_command("torch") + timed, REPO))
     if gpu is not None:
         row["gpu_s"] = seconds_per_iteration(run(engine_command(engine_solver, gpu), REPO))
     return row
@@ -153,8 +169,8 @@ def main():
         make_db(work / "mnist", 640, (1, 28, 28), 10, rng)
         mnist = caffe_pb2.TransformationParameter(scale=0.00390625)
         lenet = train_net(LENET, work / "lenet.prototxt", work / "mnist", 64, mnist)
-        rows = [bench("ResNet-20 (batch 128)", work, resnet, 20, 2, 10, args.gpu),
-                bench("LeNet (batch 64)", work, lenet, 200, 20, 200, args.gpu)]
+        rows = [bench("ResNet-20 (batch 128)", work, resnet, 20, 2, 10, 5, args.gpu),
+                bench("LeNet (batch 64)", work, lenet, 200, 20, 200, 50, args.gpu)]
         gpu_rows = []
         if args.gpu is not None:
             for name, src, shape in (("ResNet-20", RESNET, [128, 3, 32, 32]),
@@ -165,11 +181,14 @@ def main():
                 gpu_rows.append((f"{name} (batch {shape[0]}, synthetic)", shape[0] / seconds))
     print(f"CPU: {os.cpu_count()} cores; seconds per training iteration (forward, backward, "
           "update, data), measured in this run")
-    print(f"{'net':24s} {'stock Caffe':>12s} {'engine':>10s} {'speed-up':>9s}"
+    print(f"{'':24s} {'training iteration':>33s} | {'`time` Average Forward-Backward':>33s}")
+    print(f"{'net':24s} {'stock Caffe':>12s} {'engine':>10s} {'speed-up':>9s} | "
+          f"{'stock Caffe':>12s} {'engine':>10s} {'speed-up':>9s}"
           + (f" {'engine GPU':>11s}" if args.gpu is not None else ""))
     for row in rows:
         line = (f"{row['net']:24s} {row['stock_s']:12.4f} {row['engine_s']:10.4f} "
-                f"{row['stock_s'] / row['engine_s']:8.2f}x")
+                f"{row['stock_s'] / row['engine_s']:8.2f}x | {row['stock_time_s']:12.4f} "
+                f"{row['engine_time_s']:10.4f} {row['stock_time_s'] / row['engine_time_s']:8.2f}x")
         if "gpu_s" in row:
             line += f" {row['gpu_s']:11.4f}"
         print(line)

@@ -7,6 +7,8 @@ import os
 import re
 import signal
 
+import cv2
+import h5py
 import numpy as np
 import pytest
 from google.protobuf import text_format
@@ -97,13 +99,20 @@ def test_time_command_prints_stock_caffes_summary(stock, scored):
     summary = ("Average Forward pass: ", "Average Backward pass: ", "Average Forward-Backward: ",
                "Total Time: ", "*** Benchmark ends ***", "Initial loss: ")
     for start in summary:
-        assert any(line.startswith(start) for line in ours) and any(line.startswith(start) for line in theirs)
+        assert any(line.startswith(start) for line in ours)
+        assert any(line.startswith(start) for line in theirs)
     layer_lines = re.compile(r"^ *(\S+)\t(forward|backward): [\d.e+-]+ ms\.$")
     ours_layers = [m.groups() for line in ours if (m := layer_lines.match(line))]
     their_layers = [m.groups() for line in theirs if (m := layer_lines.match(line))]
     # stock Caffe also times the Split layers it inserts; the engine has none to time
     assert ours_layers == [g for g in their_layers if not g[0].endswith("_split")]
     assert len(ours_layers) == 2 * 6
+    per_iteration = re.compile(r"^Iteration: \d+ forward-backward time: [\d.e+-]+ ms\.$")
+    for log in (ours, theirs):
+        assert len([line for line in log if per_iteration.match(line)]) == 2
+    # the averages time the training passes; one line says where the per-layer rows come from
+    notes = [line for line in messages(proc.stderr, "commands.py") if "instrumented pass" in line]
+    assert len(notes) == 1 and "the Average lines time the fused forward and backward" in notes[0]
 
 
 def test_bad_input_is_one_line_and_exit_2(tmp_path):
@@ -143,23 +152,110 @@ INPUT = 'layer { name: "in" type: "Input" top: "x" input_param { shape { dim: 1 
 
 
 @pytest.mark.parametrize("layer, problem", [
-    ('layer { name: "odd" type: "Im2col" bottom: "x" top: "y" }',
-     "layer 'odd': layer type 'Im2col' is not supported by the engine"),
-    ('layer { name: "p" type: "Pooling" bottom: "x" top: "y" '
-     'pooling_param { pool: STOCHASTIC kernel_size: 2 } }',
+    ('layer { name: "odd" type: "Im2Col" bottom: "x" top: "y" }',
+     "layer 'odd': layer type 'Im2Col' is not supported by the engine (supported: AbsVal, "),
+    ('layer { name: "py" type: "Python" bottom: "x" top: "y" python_param { module: "m" layer: "L" } }',
+     "layer 'py': layer type 'Python' is refused: the engine never imports code a prototxt names"),
+    ('layer { name: "w" type: "WindowData" top: "y" top: "z" }',
+     "layer 'w': layer type 'WindowData' is refused: R-CNN's window-file layer samples"),
+    ('layer { name: "p" type: "Pooling" bottom: "x" top: "y" pooling_param { pool: STOCHASTIC '
+     'kernel_size: 2 } }',
      "layer 'p' (Pooling): only MAX and AVE pooling"),
-    ('layer { name: "c" type: "Convolution" bottom: "x" top: "y" '
-     'convolution_param { num_output: 2 kernel_size: 1 axis: 2 } }',
+    ('layer { name: "c" type: "Convolution" bottom: "x" top: "y" convolution_param { num_output: 2 '
+     'kernel_size: 1 axis: 2 } }',
      "layer 'c' (Convolution): only axis 1"),
     ('layer { name: "l" type: "SoftmaxWithLoss" bottom: "x" bottom: "x" top: "a" top: "b" }',
      "layer 'l' (SoftmaxWithLoss): takes 1 top blob(s), 2 given"),
-    ('layer { name: "p" type: "Pooling" bottom: "x" top: "y" '
-     'pooling_param { pool: MAX kernel_size: 2 stride: 5 } }',
+    ('layer { name: "p" type: "Pooling" bottom: "x" top: "y" pooling_param { pool: MAX kernel_size: 2 '
+     'stride: 5 } }',
      "the last pooling window starts outside"),
+    ('layer { name: "c" type: "Im2col" bottom: "x" top: "y" convolution_param { num_output: 2 '
+     'kernel_size: 2 } }',
+     "layer 'c' (Im2col): convolution_param.num_output is not supported by the engine"),
+    ('layer { name: "s" type: "SPP" bottom: "x" top: "y" spp_param { pyramid_height: 2 pool: STOCHASTIC } }',
+     "layer 's' (SPP): only MAX and AVE pooling are supported: STOCHASTIC pooling is not "
+     "implemented on the CPU in stock Caffe either"),
+    ('layer { name: "s" type: "SPP" bottom: "x" top: "y" spp_param { pyramid_height: 4 } }',
+     "layer 's' (SPP): pyramid level 3 pools 4x4 into 8x8 bins with kernel [1, 1] and pad [2, 2]"),
+    ('layer { name: "a" type: "AbsVal" bottom: "x" top: "x" }',
+     "layer 'a' (AbsVal): AbsVal Layer does not allow in-place computation."),
+    ('layer { name: "e" type: "Exp" bottom: "x" top: "y" exp_param { base: -2 } }',
+     "layer 'e' (Exp): base must be strictly positive."),
+    ('layer { name: "c" type: "Crop" bottom: "x" bottom: "x" top: "y" crop_param { offset: 1 } }',
+     "layer 'c' (Crop): the crop for dimension 2 is out-of-bounds with size 4 and offset 1"),
+    ('layer { name: "t" type: "Tile" bottom: "x" top: "y" }',
+     "layer 't' (Tile): Number of tiles must be specified"),
+    ('layer { name: "r" type: "RNN" bottom: "x" bottom: "x" top: "y" recurrent_param { num_output: 2 } }',
+     "layer 'r' (RNN): bottom[1] must have exactly 2 axes"),
+    ('layer { name: "i" type: "InfogainLoss" bottom: "x" bottom: "x" top: "l" loss_param { normalize: '
+     'true } }',
+     'layer \'i\' (InfogainLoss): normalize is deprecated. use "normalization"'),
+    ('layer { name: "d" type: "HDF5Data" top: "y" transform_param { } hdf5_data_param { source: '
+     '"SOURCE" batch_size: 1 } }',
+     "layer 'd' (HDF5Data): HDF5Data does not transform data."),
+    ('layer { name: "d" type: "ImageData" top: "y" top: "z" image_data_param { source: "SOURCE" '
+     'mirror: true } }',
+     "layer 'd' (ImageData): image_data_param.mirror is not supported by the engine"),
+    ('layer { name: "d" type: "MemoryData" top: "y" top: "z" memory_data_param { batch_size: 2 '
+     'channels: 1 } }',
+     "layer 'd' (MemoryData): batch_size, channels, height, and width must be specified"),
+    ('force_backward: true layer { name: "e" type: "Embed" bottom: "x" top: "y" embed_param { '
+     'num_output: 2 input_dim: 3 } }',
+     "layer 'e' (Embed): force_backward makes stock Caffe stop here (Can't backpropagate to "
+     "EmbedLayer input.); remove force_backward"),
+    ('force_backward: true layer { name: "a" type: "ArgMax" bottom: "x" top: "y" }',
+     "layer 'a' (ArgMax): force_backward makes stock Caffe stop here (ArgMaxLayer's Backward is "
+     "not implemented)"),
 ])
-def test_unsupported_layers_and_parameters_name_the_layer(layer, problem):
+def test_unsupported_layers_and_parameters_name_the_layer(tmp_path, layer, problem):
+    """Refused types, options and configurations stock Caffe stops on: one line naming the
+    layer (and the field)."""
+    (tmp_path / "list.h5.txt").write_text(f"{tmp_path / 'rows.h5'}\n")
+    (tmp_path / "list.txt").write_text(f"{tmp_path / 'image.png'} 0\n")
+    cv2.imwrite(str(tmp_path / "image.png"), np.zeros((4, 4, 3), np.uint8))
+    with h5py.File(tmp_path / "rows.h5", "w") as f:
+        f["y"] = np.zeros((2, 3))
+    source = tmp_path / ("list.h5.txt" if "HDF5Data" in layer else "list.txt")
     with pytest.raises(UserError, match=re.escape(problem)):
-        build(INPUT + layer)
+        build(INPUT + layer.replace("SOURCE", str(source)))
+
+
+@pytest.mark.parametrize("layer, feed, problem", [
+    ('layer { name: "e" type: "Embed" bottom: "x" top: "y" embed_param { num_output: 2 input_dim: 3 } }',
+     {"x": np.full((1, 2, 4, 4), 3.0)}, "layer 'e' (Embed): input 3 outside [0, 3)"),
+    ('layer { name: "r" type: "BatchReindex" bottom: "x" bottom: "i" top: "y" }',
+     {"i": np.array([0, -1.0])}, "layer 'r' (BatchReindex): index -1 outside [0, 1)"),
+    ('layer { name: "l" type: "HingeLoss" bottom: "f" bottom: "i" top: "y" }',
+     {"i": np.array([0, 7.0])}, "layer 'l' (HingeLoss): label 7 outside [0, 3)"),
+])
+def test_bad_indices_are_one_line_errors_naming_the_layer(layer, feed, problem):
+    """Index values stock Caffe would read out of bounds with (its DCHECKs are off in
+    release builds, and some CHECKs stop it): refused at the forward pass."""
+    inputs = INPUT + ('layer { name: "in2" type: "Input" top: "i" top: "f" input_param { shape { dim: 2 } '
+                      'shape { dim: 2 dim: 3 } } }\n')
+    net = build(inputs + layer)
+    for name, value in feed.items():
+        net.set_input(name, value)
+    with pytest.raises(UserError, match=re.escape(problem)):
+        net.forward()
+
+
+def test_memory_data_needs_arrays_and_hdf5_output_writes_once(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    net = build('layer { name: "m" type: "MemoryData" top: "x" top: "l" memory_data_param { '
+                'batch_size: 2 channels: 1 height: 1 width: 2 } }\n'
+                'layer { name: "o" type: "HDF5Output" bottom: "x" bottom: "l" '
+                'hdf5_output_param { file_name: "out.h5" } }')
+    with pytest.raises(UserError, match=re.escape("layer 'm' (MemoryData): MemoryDataLayer needs "
+                                                  "to be initialized by calling Reset")):
+        net.forward()
+    with pytest.raises(UserError, match="first dimensions of input arrays must be a multiple"):
+        net.set_input_arrays(np.zeros((3, 1, 1, 2), np.float32), np.zeros(3, np.float32))
+    net.set_input_arrays(np.zeros((4, 1, 1, 2), np.float32), np.zeros(4, np.float32))
+    net.forward()
+    assert (tmp_path / "out.h5").is_file()
+    with pytest.raises(UserError, match="stock Caffe stops here too: HDF5Output saves one forward"):
+        net.forward()
 
 
 def test_deprecated_data_param_transformations_are_refused(scored):

@@ -7,7 +7,7 @@ Blob shapes are tuples; Caffe's loss and accuracy outputs are 0-axis (scalar) bl
 import math
 from dataclasses import dataclass, field
 
-from sepnets.caffe.proto import CAFFE_LAYER_TYPES
+from sepnets.caffe.proto import CAFFE_LAYER_TYPES, caffe_pb2
 from sepnets.errors import UserError
 
 
@@ -56,15 +56,21 @@ def _spatial(layer, values, h, w, default, n):
     return values * n if len(values) == 1 else values
 
 
+def _pair(p, name):
+    """*_h and *_w when either is set: the other then takes its proto default, 0, as Caffe
+    reads it (base_conv_layer.cpp)."""
+    if p.HasField(f"{name}_h") or p.HasField(f"{name}_w"):
+        return getattr(p, f"{name}_h"), getattr(p, f"{name}_w")
+    return None, None
+
+
 def conv_kernel(layer, n_spatial=None):
     """A convolution's kernel size, one entry per spatial axis. n_spatial None: 2, or as many
     axes as kernel_size lists (a layer read without its input's shape, e.g. from a caffemodel)."""
     p = layer.convolution_param
     if n_spatial is None:
         n_spatial = len(p.kernel_size) if len(p.kernel_size) > 1 else 2
-    has = p.HasField
-    kernel = _spatial(layer, p.kernel_size, p.kernel_h if has("kernel_h") else None,
-                      p.kernel_w if has("kernel_w") else None, None, n_spatial)
+    kernel = _spatial(layer, p.kernel_size, *_pair(p, "kernel"), None, n_spatial)
     if None in kernel or min(kernel) <= 0:
         _fail(layer, "kernel size must be given and nonzero")
     return kernel
@@ -73,12 +79,11 @@ def conv_kernel(layer, n_spatial=None):
 def conv_geometry(layer, n_spatial):
     """(kernel, stride, pad, dilation) of a convolution, one entry per spatial axis each."""
     p = layer.convolution_param
-    has = p.HasField
     kernel = conv_kernel(layer, n_spatial)
-    stride = _spatial(layer, p.stride, p.stride_h if has("stride_h") else None,
-                      p.stride_w if has("stride_w") else None, 1, n_spatial)
-    pad = _spatial(layer, p.pad, p.pad_h if has("pad_h") else None,
-                   p.pad_w if has("pad_w") else None, 0, n_spatial)
+    stride = _spatial(layer, p.stride, *_pair(p, "stride"), 1, n_spatial)
+    if min(stride) <= 0:
+        _fail(layer, "Stride dimensions must be nonzero.")
+    pad = _spatial(layer, p.pad, *_pair(p, "pad"), 0, n_spatial)
     dilation = _spatial(layer, p.dilation, None, None, 1, n_spatial)
     return kernel, stride, pad, dilation
 
@@ -139,6 +144,8 @@ def _pooling(layer, bottoms):
     sh, sw = (p.stride_h, p.stride_w) if p.HasField("stride_h") else (p.stride, p.stride)
     if p.global_pooling and (ph or pw or sh != 1 or sw != 1):
         _fail(layer, "with global_pooling: true only pad = 0 and stride = 1")
+    if (ph or pw) and (ph >= kh or pw >= kw):
+        _fail(layer, f"pad ({ph}, {pw}) must be smaller than the kernel ({kh}, {kw})")
     rnd = math.floor if p.round_mode == p.FLOOR else math.ceil
     out_h = int(rnd((h + 2 * ph - kh) / sh)) + 1
     out_w = int(rnd((w + 2 * pw - kw) / sw)) + 1
@@ -207,8 +214,10 @@ def _same(layer, bottoms):
 
 def _prelu(layer, bottoms):
     shape = bottoms[0]
-    channels = shape[1] if len(shape) > 1 else 1
-    return [shape], [(1,) if layer.prelu_param.channel_shared else (channels,)], 0
+    if len(shape) < 2:
+        _fail(layer, "Number of axes of bottom blob must be >=2.")
+    # a shared slope is a 0-axis blob in Caffe (prelu_layer.cpp: Blob(vector<int>(0)))
+    return [shape], [() if layer.prelu_param.channel_shared else (shape[1],)], 0
 
 
 def _eltwise(layer, bottoms):
@@ -329,15 +338,249 @@ def _dummy_data(layer, bottoms):
 
 
 def _argmax(layer, bottoms):
+    """argmax_layer.cpp Reshape: along `axis`, top_k values there; without it, per item
+    (N, 1 or 2 with out_max_val, top_k), padded with 1s to the bottom's axes."""
     p = layer.argmax_param
     shape = bottoms[0]
+    if p.top_k < 1:
+        _fail(layer, "top k must not be less than 1.")
     if p.HasField("axis"):
         axis = canonical_axis(layer, p.axis, len(shape))
+        if p.top_k > shape[axis]:
+            _fail(layer, "top_k must be less than or equal to the dimension of the axis.")
         out = list(shape)
         out[axis] = p.top_k
     else:
-        out = [shape[0], 2 if p.out_max_val else 1, p.top_k]
+        if p.top_k > math.prod(shape[1:]):
+            _fail(layer, "top_k must be less than or equal to the dimension of the flattened "
+                         "bottom blob per instance.")
+        out = [1] * max(len(shape), 3)
+        out[0], out[1], out[2] = shape[0], 2 if p.out_max_val else 1, p.top_k
     return [tuple(out)], [], 0
+
+
+def legacy_axes(layer, shape):
+    """(num, channels, height, width) as Caffe's Blob accessors read them (LegacyShape(0..3),
+    blob.hpp): the first four axes, 1 past the last, so (N, C) reads as (N, C, 1, 1); more
+    than 4 axes stop Caffe. (wire.legacy_shape is the other legacy form: a BlobProto's
+    num/channels/height/width fields, padded in front.)"""
+    if len(shape) > 4:
+        _fail(layer, f"cannot use legacy accessors on a {len(shape)}-axis blob {shape}")
+    return tuple(shape) + (1,) * (4 - len(shape))
+
+
+def _mvn(layer, bottoms):
+    # mvn_layer.cpp reshapes its top to (num, channels, height, width)
+    return [legacy_axes(layer, bottoms[0])], [], 0
+
+
+def crop_geometry(layer, shape, reference):
+    """crop_layer.cpp: axes from crop_param.axis on take the reference blob's sizes, at the
+    offset given once for all of them or once per axis (default 0). Returns (top shape,
+    offset per axis)."""
+    p = layer.crop_param
+    start = canonical_axis(layer, p.axis, len(shape))
+    offsets = list(p.offset)
+    if len(offsets) > 1 and start + len(offsets) != len(shape):
+        _fail(layer, "number of offset values specified must be equal to the number of "
+                     "dimensions following axis.")
+    if len(reference) != len(shape):
+        _fail(layer, f"the reference blob {reference} must have the {len(shape)} axes of the "
+                     f"input {shape}")
+    top, where = list(shape), [0] * len(shape)
+    for i in range(start, len(shape)):
+        offset = offsets[0] if len(offsets) == 1 else offsets[i - start] if offsets else 0
+        if shape[i] - offset < reference[i]:
+            _fail(layer, f"the crop for dimension {i} is out-of-bounds with size "
+                         f"{reference[i]} and offset {offset}")
+        top[i], where[i] = reference[i], offset
+    return tuple(top), where
+
+
+def _crop(layer, bottoms):
+    return [crop_geometry(layer, bottoms[0], bottoms[1])[0]], [], 0
+
+
+def _tile(layer, bottoms):
+    p = layer.tile_param
+    shape = list(bottoms[0])
+    axis = canonical_axis(layer, p.axis, len(shape))
+    if not p.HasField("tiles"):
+        _fail(layer, "Number of tiles must be specified")
+    if p.tiles <= 0:
+        _fail(layer, "Number of tiles must be positive.")
+    shape[axis] *= p.tiles
+    return [tuple(shape)], [], 0
+
+
+def _reduction(layer, bottoms):
+    # the axes from `axis` on are reduced; the top keeps the ones before it
+    shape = bottoms[0]
+    axis = canonical_axis(layer, layer.reduction_param.axis, len(shape))
+    return [tuple(shape[:axis])], [], 0
+
+
+def _embed(layer, bottoms):
+    p = layer.embed_param
+    if p.num_output <= 0:
+        _fail(layer, "EmbedLayer num_output must be positive.")
+    if p.input_dim <= 0:
+        _fail(layer, "EmbedLayer input_dim must be positive.")
+    params = [(p.input_dim, p.num_output)] + ([(p.num_output,)] if p.bias_term else [])
+    return [tuple(bottoms[0]) + (p.num_output,)], params, 0
+
+
+def _filter(layer, bottoms):
+    """filter_layer.cpp: the tops are the bottoms but the last (the selector), with as many
+    items as the selector has nonzero values; until the first forward pass, all of them."""
+    selector = bottoms[-1]
+    if len(layer.top) != len(bottoms) - 1:
+        _fail(layer, f"takes one top per bottom but the selector ({len(bottoms) - 1} tops), "
+                     f"{len(layer.top)} given")
+    if any(d != 1 for d in selector[1:]):
+        _fail(layer, "Selector blob dimensions must be singletons (1), except the first")
+    for shape in bottoms[:-1]:
+        if shape[0] != selector[0]:
+            _fail(layer, "Each bottom should have the same 0th dimension as the selector blob")
+    return [tuple(shape) for shape in bottoms[:-1]], [], 0
+
+
+def _batch_reindex(layer, bottoms):
+    shape, indices = bottoms
+    if len(indices) != 1:
+        _fail(layer, f"the index blob must have 1 axis, not {indices}")
+    return [(indices[0],) + tuple(shape[1:])], [], 0
+
+
+def _parameter(layer, bottoms):
+    shape = _blob_shape(layer, layer.parameter_param.shape)
+    return [shape], [shape], 0
+
+
+def spp_levels(layer, shape):
+    """spp_layer.cpp GetPoolingParam: pyramid level i pools the (N, C, H, W) input into
+    2^i x 2^i bins, with kernel = stride = ceil(size / bins) and pad = (kernel * bins - size
+    + 1) / 2. Returns [(the level's Pooling LayerParameter, its top shape)]."""
+    p = layer.spp_param
+    if len(shape) != 4:
+        _fail(layer, f"Input must have 4 axes, corresponding to (num, channels, height, width), "
+                     f"not {shape}")
+    if p.pyramid_height < 1:
+        _fail(layer, "pyramid_height must be at least 1")
+    height, width = shape[2:]
+    levels = []
+    for level in range(p.pyramid_height):
+        bins = 2 ** level
+        kernel = [math.ceil(size / bins) for size in (height, width)]
+        pad = [(k * bins - size + 1) // 2 for k, size in zip(kernel, (height, width))]
+        pooling = caffe_pb2.LayerParameter(name=layer.name, type="Pooling",
+                                           bottom=layer.bottom[:1], top=layer.top[:1])
+        q = pooling.pooling_param
+        q.kernel_h, q.kernel_w = kernel
+        q.stride_h, q.stride_w = kernel
+        q.pad_h, q.pad_w = pad
+        q.pool = p.pool  # SPP's MAX, AVE, STOCHASTIC are Pooling's
+        if pad[0] >= kernel[0] or pad[1] >= kernel[1]:
+            _fail(layer, f"pyramid level {level} pools {height}x{width} into {bins}x{bins} bins "
+                         f"with kernel {kernel} and pad {pad}, which Caffe's Pooling refuses "
+                         "(pad must be smaller than the kernel): lower pyramid_height")
+        levels.append((pooling, _pooling(pooling, [shape])[0][0]))
+    return levels
+
+
+def _spp(layer, bottoms):
+    levels = spp_levels(layer, bottoms[0])
+    if len(levels) == 1:  # a single level is its Pooling layer's output, unflattened
+        return [levels[0][1]], [], 0
+    n = bottoms[0][0]
+    return [(n, sum(math.prod(top[1:]) for _, top in levels))], [], 0
+
+
+def _im2col(layer, bottoms):
+    p = layer.convolution_param
+    shape = list(bottoms[0])
+    axis = canonical_axis(layer, p.axis, len(shape))
+    n_spatial = len(shape) - axis - 1
+    if n_spatial < 1:
+        _fail(layer, f"input {tuple(shape)} has no spatial axes after the channel axis")
+    kernel, stride, pad, dilation = conv_geometry(layer, n_spatial)
+    for i, (k, s, pd, d) in enumerate(zip(kernel, stride, pad, dilation)):
+        shape[axis] *= k
+        size = shape[axis + 1 + i]
+        shape[axis + 1 + i] = (size + 2 * pd - (d * (k - 1) + 1)) // s + 1
+    return [tuple(shape)], [], 0
+
+
+def recurrent_geometry(layer, bottoms, hidden_blobs):
+    """recurrent_layer.cpp LayerSetUp: x is (T, N, ...), cont (T, N); with expose_hidden the
+    `hidden_blobs` initial states (1, N, num_output) follow; an optional static input
+    (N, ...) comes before them. Returns (T, N, num_output, static input shape or None)."""
+    p = layer.recurrent_param
+    x, cont = bottoms[0], bottoms[1]
+    if len(x) < 2:
+        _fail(layer, "bottom[0] must have at least 2 axes -- (#timesteps, #streams, ...)")
+    if len(cont) != 2 or tuple(cont) != tuple(x[:2]):
+        _fail(layer, f"bottom[1] must have exactly 2 axes -- (#timesteps, #streams): {x[:2]}, "
+                     f"not {cont}")
+    if p.num_output <= 0:
+        _fail(layer, "num_output must be positive")
+    steps, streams = x[:2]
+    exposed = hidden_blobs if p.expose_hidden else 0
+    static = bottoms[2] if len(bottoms) > 2 + exposed else None
+    if static is not None and (len(static) < 1 or static[0] != streams):
+        _fail(layer, f"the static input {static} must have {streams} (#streams) items")
+    for shape in bottoms[len(bottoms) - exposed:]:
+        if tuple(shape) != (1, streams, p.num_output):
+            _fail(layer, f"an initial hidden state must be {(1, streams, p.num_output)}, not "
+                         f"{shape}")
+    return steps, streams, p.num_output, static
+
+
+def _recurrent(layer, bottoms, gates, hidden_blobs):
+    """RNN (gates 1, one hidden blob h) and LSTM (gates 4: i, f, o, g; hidden blobs h, c):
+    the parameters of the net rnn_layer.cpp / lstm_layer.cpp unroll, in its order."""
+    steps, streams, hidden, static = recurrent_geometry(layer, bottoms, hidden_blobs)
+    inputs = math.prod(bottoms[0][2:])
+    width = gates * hidden
+    params = [(width, inputs), (width,)]  # W_xh, b_h (LSTM: W_xc, b_c)
+    macs = steps * streams * (inputs * width + hidden * width)
+    if static is not None:
+        params.append((width, math.prod(static[1:])))  # W_xh_static (LSTM: W_xc_static)
+        macs += streams * math.prod(static[1:]) * width
+    params.append((width, hidden))  # W_hh (LSTM: W_hc)
+    if gates == 1:
+        params += [(hidden, hidden), (hidden,)]  # W_ho, b_o
+        macs += steps * streams * hidden * hidden
+    tops = [(steps, streams, hidden)]
+    if layer.recurrent_param.expose_hidden:
+        tops += [(1, streams, hidden)] * hidden_blobs
+    return tops, params, macs
+
+
+def _lstm_unit(layer, bottoms):
+    previous, gates, cont = bottoms
+    if len(previous) != 3 or len(gates) != 3 or len(cont) != 2:
+        _fail(layer, "bottoms must be c_prev (1, N, D), gates (1, N, 4D) and cont (1, N)")
+    if previous[0] != 1 or gates[0] != 1 or cont[0] != 1 or not (
+            previous[1] == gates[1] == cont[1]) or gates[2] != 4 * previous[2]:
+        _fail(layer, f"bottoms must be c_prev (1, N, D), gates (1, N, 4D) and cont (1, N), not "
+                     f"{previous}, {gates}, {cont}")
+    return [tuple(previous)] * 2, [], 0
+
+
+def _memory_data(layer, bottoms):
+    p = layer.memory_data_param
+    if p.batch_size * p.channels * p.height * p.width <= 0:
+        _fail(layer, "batch_size, channels, height, and width must be specified and positive "
+                     "in memory_data_param")
+    return [(p.batch_size, p.channels, p.height, p.width), (p.batch_size,)], [], 0
+
+
+def _hdf5_output(layer, bottoms):
+    data, label = bottoms
+    if legacy_axes(layer, data)[0] != legacy_axes(layer, label)[0]:
+        _fail(layer, "data blob and label blob must have the same batch size")
+    return [], [], 0
 
 
 def _silence(layer, bottoms):
@@ -363,6 +606,22 @@ SHAPE_RULES = {
     "DummyData": _dummy_data,
     "ArgMax": _argmax,
     "Silence": _silence,
+    "HDF5Output": _hdf5_output,
+    "MVN": _mvn,
+    "Crop": _crop,
+    "Tile": _tile,
+    "Reduction": _reduction,
+    "Embed": _embed,
+    "Filter": _filter,
+    "BatchReindex": _batch_reindex,
+    "Parameter": _parameter,
+    "SPP": _spp,
+    "Im2col": _im2col,
+    "RNN": lambda layer, b: _recurrent(layer, b, gates=1, hidden_blobs=1),
+    "LSTM": lambda layer, b: _recurrent(layer, b, gates=4, hidden_blobs=2),
+    "LSTMUnit": _lstm_unit,
+    "MemoryData": _memory_data,
+    "ContrastiveLoss": _loss,
     "SoftmaxWithLoss": _loss,
     "EuclideanLoss": _loss,
     "SigmoidCrossEntropyLoss": _loss,
@@ -372,11 +631,11 @@ SHAPE_RULES = {
     "Accuracy": _accuracy,
 }
 for _t in ("ReLU", "Sigmoid", "TanH", "ELU", "AbsVal", "Power", "Exp", "Log", "BNLL", "Dropout",
-           "LRN", "Softmax", "MVN", "Threshold", "Clip", "Swish"):
+           "LRN", "Softmax", "Threshold", "Clip", "Swish"):
     SHAPE_RULES[_t] = _same
 
 # Layers whose tops come from a database (their shape needs a record or a given shape).
-DATA_LAYERS = {"Data", "ImageData", "HDF5Data", "MemoryData", "WindowData"}
+DATA_LAYERS = {"Data", "ImageData", "HDF5Data", "WindowData"}
 
 
 def infer(net, data_shapes=None):

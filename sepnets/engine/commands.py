@@ -159,7 +159,7 @@ def train(f):
     return 0
 
 
-def _net_for(f, phase, gpu_tag, cpu_tag, fuse=True):
+def _net_for(f, phase, gpu_tag, cpu_tag):
     gpus = gpus_from(f["gpu"])
     if gpus:
         device = devices.select(gpus)
@@ -167,8 +167,7 @@ def _net_for(f, phase, gpu_tag, cpu_tag, fuse=True):
     else:
         glog.info(cpu_tag, "Use CPU.")
         device = devices.select([])
-    return Net.from_file(f["model"], phase, f["level"], stages_from(f["stage"]), device=device,
-                         fuse=fuse)
+    return Net.from_file(f["model"], phase, f["level"], stages_from(f["stage"]), device=device)
 
 
 def test(f):
@@ -199,10 +198,13 @@ def test(f):
 
 
 def time(f):
+    """Caffe's time: the averages time the forward and backward that training runs (the fused
+    net, synchronized on CUDA); the per-layer rows come from a separate instrumented pass
+    over the unfused layers (sepnets.engine.timing)."""
     if not f["model"]:
         raise UserError("Need a model definition to time (-model).")
     phase = phase_from(f["phase"], caffe_pb2.TRAIN)
-    net = _net_for(f, phase, "caffe.cpp:339", "caffe.cpp:343", fuse=False)  # per-layer times
+    net = _net_for(f, phase, "caffe.cpp:339", "caffe.cpp:343")
     iterations = f["iterations"]
     try:
         glog.info("caffe.cpp:351", "Performing Forward")
@@ -221,10 +223,13 @@ def time(f):
             glog.info("caffe.cpp:394", f"Iteration: {j + 1} forward-backward time: "
                                        f"{glog.number(whole(seconds * 1000))} ms.")
 
-        forward, backward, forward_total, backward_total, wall = timing.benchmark(
-            net, iterations, each)
+        forward_total, backward_total, wall = timing.training_passes(net, iterations, each)
+        glog.info(None, f"Per-layer times from a separate instrumented pass of {iterations} "
+                        "iterations over the unfused layers, each with its own autograd graph; "
+                        "the Average lines time the fused forward and backward that training runs")
+        forward, backward = timing.per_layer(net, iterations)
         glog.info("caffe.cpp:397", "Average time per layer: ")
-        for step, fwd, bwd in zip(net.steps, forward, backward):
+        for step, fwd, bwd in zip(net.layer_steps, forward, backward):
             glog.info("caffe.cpp:400", f"{step.layer.name:>10}\tforward: "
                                        f"{glog.number(fwd * 1000 / iterations)} ms.")
             glog.info("caffe.cpp:403", f"{step.layer.name:>10}\tbackward: "

@@ -1,11 +1,14 @@
-"""Caffe's Data layer input path: records in key order from LevelDB/LMDB (cycling back to the
-first record at the end, like Caffe's cursor), decoded and transformed as Caffe's
-DataTransformer does (mean_file or mean_value subtraction, scale, crop: random in TRAIN,
-centred in TEST, random mirror), batched ahead of use on a background thread (Caffe's
-prefetch)."""
+"""The input path of Caffe's prefetching data layers: records (Data: Datum records in key
+order from LevelDB/LMDB; ImageData: the images of a list file, decoded by OpenCV as Caffe's
+ReadImageToCVMat does), cycling back to the first at the end as Caffe's cursors do,
+transformed as Caffe's DataTransformer does (mean_file or mean_value subtraction, scale, crop:
+random in TRAIN, centred in TEST, random mirror), batched ahead of use on a background thread
+(Caffe's prefetch)."""
 import queue
 import threading
+from pathlib import Path
 
+import cv2
 import numpy as np
 
 from sepnets.caffe import db, files, glog
@@ -13,7 +16,8 @@ from sepnets.errors import CaffeFileError, UserError
 
 
 class DataTransformer:
-    """Caffe's DataTransformer for Datum records, applied to one record at a time."""
+    """Caffe's DataTransformer, applied to one (C, H, W) record at a time: its Datum and
+    cv::Mat forms compute alike ((pixel - mean) * scale, crop, mirror)."""
 
     def __init__(self, param, train, datum_shape, rng, where):
         self.scale = np.float32(param.scale)
@@ -94,38 +98,123 @@ class RecordCursor:
             self._records = None
 
 
-class BatchLoader:
-    """Makes (data, labels) batches of a Data layer on a background thread, `depth` ahead."""
+class DatumRecords:
+    """The Data layer's records: (values, label) of each Datum, decoded as Caffe does."""
 
-    def __init__(self, layer, train, rng, depth=None):
-        p = layer.data_param
-        self.where = f"layer '{layer.name}' (Data)"
-        self.batch_size = p.batch_size
+    def __init__(self, layer):
+        p, t = layer.data_param, layer.transform_param
+        self.source, self.force = p.source, (t.force_color, t.force_gray)
+        self.cursor = RecordCursor(p.source, p.backend)
+        self.first_shape = db.datum_array(db.first_datum(p.source, p.backend), *self.force,
+                                          p.source).shape
+
+    def next(self):
+        datum = db.decode_datum(self.cursor.next(), self.source)
+        return db.datum_array(datum, *self.force, self.source), datum.label
+
+    def close(self):
+        self.cursor.close()
+
+
+def read_image(path, new_height, new_width, is_color):
+    """Caffe's ReadImageToCVMat: cv::imread in colour (BGR) or grayscale, resized to
+    new_width x new_height (cv::resize's default, bilinear) when both are given; as a
+    (C, H, W) uint8 array."""
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR if is_color else cv2.IMREAD_GRAYSCALE)
+    if image is None:
+        raise CaffeFileError(path, "Could not open or find file (OpenCV cannot read it as an "
+                                   "image)")
+    if new_height > 0 and new_width > 0:
+        image = cv2.resize(image, (new_width, new_height), interpolation=cv2.INTER_LINEAR)
+    return image.transpose(2, 0, 1) if image.ndim == 3 else image[None]
+
+
+def read_image_list(source):
+    """ImageData's list file: one `path label` a line, split at the last space (atoi label)."""
+    try:
+        text = Path(source).read_text()
+    except OSError as err:
+        raise CaffeFileError(source, f"cannot read the image list: {err.strerror}") from None
+    lines = []
+    for number, line in enumerate(text.splitlines(), 1):
+        path, _, label = line.rpartition(" ")
+        try:
+            lines.append((path, int(label)))
+        except ValueError:
+            raise CaffeFileError(source, f"line {number}: expected 'path label', got "
+                                         f"{line!r}") from None
+    if not lines:
+        raise CaffeFileError(source, "File is empty")
+    return lines
+
+
+class ImageRecords:
+    """ImageData's records: the list's images in order (shuffled at the start and after each
+    pass with `shuffle`), from a first line chosen at random below rand_skip."""
+
+    def __init__(self, layer, rng):
+        p = layer.image_data_param
+        self.rng = rng
+        self.root = p.root_folder
+        self.size = (p.new_height, p.new_width, p.is_color)
+        glog.info("image_data_layer.cpp:38", f"Opening file {p.source}")
+        self.lines = read_image_list(p.source)
+        self.shuffle = p.shuffle
+        if self.shuffle:
+            glog.info("image_data_layer.cpp:53", "Shuffling data")
+            self.rng.shuffle(self.lines)
+        glog.info("image_data_layer.cpp:63", f"A total of {len(self.lines)} images.")
+        self.position = 0
+        if p.rand_skip:
+            skip = int(self.rng.integers(p.rand_skip))
+            glog.info("image_data_layer.cpp:70", f"Skipping first {skip} data points.")
+            if skip >= len(self.lines):
+                raise CaffeFileError(p.source, "Not enough points to skip")
+            self.position = skip
+        self.first_shape = self._read(self.lines[self.position][0]).shape
+
+    def _read(self, path):
+        return read_image(self.root + path, *self.size)
+
+    def next(self):
+        path, label = self.lines[self.position]
+        self.position += 1
+        if self.position == len(self.lines):
+            self.position = 0
+            if self.shuffle:
+                self.rng.shuffle(self.lines)
+        return self._read(path), label
+
+    def close(self):
+        pass
+
+
+class BatchLoader:
+    """Makes (data, labels) batches from `records` (next() -> ((C, H, W) values, label)) on
+    a background thread, `depth` batches ahead."""
+
+    def __init__(self, records, transform_param, batch_size, train, rng, where, depth=1):
+        self.where = where
+        self.records = records
+        self.batch_size = batch_size
         if self.batch_size <= 0:
             raise UserError(f"{self.where}: batch_size must be positive")
-        self.source = p.source
-        self.cursor = RecordCursor(p.source, p.backend)
-        t = layer.transform_param
-        first = db.datum_array(db.first_datum(p.source, p.backend), t.force_color, t.force_gray,
-                            p.source)
-        self.transform = DataTransformer(t, train, first.shape, rng, self.where)
-        self.shape = (self.batch_size,) + self.transform.output_shape(first.shape)
-        self.queue = queue.Queue(maxsize=max(1, depth or p.prefetch))
+        self.transform = DataTransformer(transform_param, train, records.first_shape, rng, where)
+        self.shape = (self.batch_size,) + self.transform.output_shape(records.first_shape)
+        self.queue = queue.Queue(maxsize=max(1, depth))
         self.stop = threading.Event()
         self.thread = None
 
     def _make_batch(self):
-        t = self.transform
         data = np.empty(self.shape, dtype=np.float32)
         labels = np.empty(self.batch_size, dtype=np.float32)
         for i in range(self.batch_size):
-            datum = db.decode_datum(self.cursor.next(), self.source)
-            values = db.datum_array(datum, t.force_color, t.force_gray, self.source)
-            if t.output_shape(values.shape) != self.shape[1:]:
-                raise CaffeFileError(self.source, f"record of shape {values.shape} does not fit "
-                                                  f"the batch's {self.shape[1:]}")
-            t(values, data[i])
-            labels[i] = datum.label
+            values, labels[i] = self.records.next()
+            if self.transform.output_shape(values.shape) != self.shape[1:]:
+                raise UserError(f"{self.where}: a record of shape {values.shape} does not fit the "
+                                f"batch's {self.shape[1:]} (the engine keeps a data layer's "
+                                "shape; resize or crop the inputs to one size)")
+            self.transform(values, data[i])
         return data, labels
 
     def _run(self):
@@ -135,7 +224,7 @@ class BatchLoader:
         except BaseException as err:  # handed to the consumer, which raises it
             self._put(err)
         finally:
-            self.cursor.close()
+            self.records.close()
 
     def _put(self, item):
         while not self.stop.is_set():
@@ -161,5 +250,4 @@ class BatchLoader:
             self.thread.join()
             self.thread = None
         else:
-            self.cursor.close()
-
+            self.records.close()

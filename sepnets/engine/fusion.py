@@ -9,7 +9,8 @@
 
 Results differ from the unfused layers only in float rounding (the conformance tests run
 fused nets); both layers keep their own blobs, so snapshots, sharing and the solver still
-see Caffe's layers. The `time` command runs unfused, layer by layer.
+see Caffe's layers. The `time` command's averages time these fused steps, as training runs
+them; its per-layer rows come from a separate pass over the unfused layers (Net.layer_steps).
 """
 from collections import Counter
 
@@ -22,6 +23,7 @@ KEEPS_NO_OUTPUT = {"Convolution", "InnerProduct", "BatchNorm", "Scale", "Bias", 
 
 class BatchNormScale:
     TYPE = "BatchNormScale"
+    MAKES_DATA = False
 
     def __init__(self, norm, scale):
         self.norm, self.scale = norm, scale
@@ -34,6 +36,7 @@ class BatchNormScale:
 
 class ReLUInPlace:
     TYPE = "ReLU"
+    MAKES_DATA = False
 
     def __init__(self, relu):
         self.name = relu.name

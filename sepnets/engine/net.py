@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from sepnets.caffe import db, files, glog, netstate, shapes, upgrade
+from sepnets.caffe import files, glog, netstate, shapes, upgrade
 from sepnets.caffe.proto import caffe_pb2
 from sepnets.engine import device as devices
 from sepnets.engine import fusion, layers
@@ -89,10 +89,11 @@ class Net:
         generator = torch.Generator()
         if seed >= 0:
             generator.manual_seed(seed)
-        ctx = layers.BuildContext(self.device, generator, seed, self.channels_last)
+        ctx = layers.BuildContext(self.device, generator, seed, self.channels_last,
+                                  self.force_backward)
         for layer_param in filtered.layer:  # before shape inference: the engine's own message
             layers.check_type(layer_param)
-        inferred, _ = shapes.infer(filtered, data_shapes=db.data_layer_shapes)
+        inferred, _ = shapes.infer(filtered, data_shapes=layers.source_shapes)
         self.steps = []
         self.layers = {}
         self.blob_shapes = {}
@@ -106,6 +107,9 @@ class Net:
             for layer_param, inferred_layer in zip(filtered.layer, inferred):
                 memory = self._add_layer(layer_param, inferred_layer, ctx, available, memory)
         self._set_requires_grad()
+        # one step per Caffe layer (what `time` reports layer by layer); `steps` is what
+        # forward runs: the same layers with the fusions applied
+        self.layer_steps = list(self.steps)
         if fuse:
             self.steps = fusion.optimize(self.steps, _replacement_step)
         self.outputs = sorted(set(available))
@@ -155,6 +159,13 @@ class Net:
                             "bottom_size times")
         if self.force_backward:
             propagate = [True] * len(propagate)  # Caffe's force_backward overrides it
+            failure = layer.force_backward_failure()
+            if failure:
+                raise UserError(f"layer '{layer.name}' ({layer.TYPE}): force_backward makes "
+                                f"stock Caffe stop here ({failure}); remove force_backward")
+        for index in layer.no_gradient_bottoms():
+            if index < len(propagate):
+                propagate[index] = False  # Caffe never back-propagates into these bottoms
         self.steps.append(Step(layer, list(layer_param.bottom), list(layer_param.top), weights,
                                propagate))
         self.layers[layer.name] = layer
@@ -249,6 +260,15 @@ class Net:
                 return
         raise UserError(f"the net has no input named '{name}' (inputs: {', '.join(self.inputs)})")
 
+    def set_input_arrays(self, data, labels):
+        """pycaffe's Net.set_input_arrays: the arrays the first layer, a MemoryData layer,
+        hands out batch by batch (MemoryDataLayer::Reset)."""
+        first = self.steps[0].layer if self.steps else None
+        if first is None or first.TYPE != "MemoryData":
+            raise UserError("set_input_arrays may only be called if the first layer is a "
+                            "MemoryDataLayer")
+        first.reset(data, labels)
+
     def forward(self, grad=None):
         """Runs every layer; returns the loss (a 0-axis tensor). grad: build the autograd
         graph (default: in TRAIN nets and force_backward nets)."""
@@ -265,7 +285,7 @@ class Net:
             bottoms = [blobs[name] if keep else blobs[name].detach()
                        for name, keep in zip(step.bottoms, step.propagate)]
             tops = step.layer.forward(bottoms)
-            if self.channels_last and step.layer.TYPE in ("Input", "Data", "DummyData"):
+            if self.channels_last and step.layer.MAKES_DATA:
                 tops = [t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t
                         for t in tops]
             if self.force_backward and step.layer.TYPE == "Input" and torch.is_grad_enabled():

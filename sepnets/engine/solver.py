@@ -1,19 +1,25 @@
-"""Caffe's Solver and SGDSolver (solver.cpp, sgd_solver.cpp) on engine nets.
+"""Caffe's Solver (solver.cpp) and the part of SGDSolver (sgd_solver.cpp) every Caffe solver
+shares, on engine nets; the update rules of the six solver types are in
+sepnets.engine.updates, chosen by the solver's `type`.
 
 Each iteration: zero the gradients; test if test_interval says so; forward/backward
-iter_size times (loss averaged); display the smoothed loss and the train outputs; then the
-update, in Caffe's order and float arithmetic:
+iter_size times (loss averaged); display the smoothed loss and the train outputs; then
+ApplyUpdate, in Caffe's order and float arithmetic:
 
-    clip: if the L2 norm of all gradients exceeds clip_gradients, scale them down
-    for each learnable blob (Caffe's learnable_params order):
-        g = g / iter_size
-        g = g + local_decay * w          (L1: local_decay * sign(w)), local_decay = weight_decay * decay_mult
-        h = momentum * h + local_rate * g                                  local_rate = lr * lr_mult
-        w = w - h
+    rate   = the lr_policy's rate for this iteration
+    grads  = gradients()          the learnable blobs' gradients, in learnable order
+    clip:  if the L2 norm of all gradients exceeds clip_gradients, scale them down
+    for each learnable blob (blobs sharing lr_mult and decay_mult in one group):
+        g = g / iter_size                                          (Normalize)
+        g = g + local_decay * w   (L1: local_decay * sign(w))       (Regularize)
+        update = rule(g, history, local_rate)                      (ComputeUpdateValue)
+        w = w - update                                             (Net::Update)
 
-(the momentum form differs from torch.optim.SGD when the learning rate changes). Snapshots
-write `<prefix>_iter_<N>.caffemodel` and `.solverstate` (history blobs in learnable order),
-which stock Caffe reads, and stock Caffe's snapshots restore here.
+with local_rate = rate * lr_mult and local_decay = weight_decay * decay_mult. SGD's rule is
+history = momentum * history + local_rate * g, update = history (it differs from
+torch.optim.SGD when the learning rate changes). Snapshots write `<prefix>_iter_<N>.caffemodel`
+and `.solverstate` (the rule's history blobs in Caffe's layout), which stock Caffe reads, and
+stock Caffe's snapshots restore here.
 """
 import time
 from pathlib import Path
@@ -24,7 +30,7 @@ import torch
 from sepnets import names
 from sepnets.caffe import files, glog, upgrade
 from sepnets.caffe.proto import caffe_pb2
-from sepnets.engine import lr_policy
+from sepnets.engine import lr_policy, updates
 from sepnets.engine.net import Net
 from sepnets.errors import CaffeFileError, UserError
 
@@ -57,7 +63,7 @@ def _merged_state(phase, *states):
     return state
 
 
-class SGDSolver:
+class Solver:
     def __init__(self, param, device=None, source="solver"):
         self.param = param
         self.device = torch.device("cpu") if device is None else device
@@ -75,8 +81,10 @@ class SGDSolver:
         glog.info("solver.cpp:57", "Solver scaffolding done.")
         self.iter = 0
         self.current_step = 0
-        self.history = [torch.zeros_like(p.tensor, requires_grad=False)
-                        for p in self.net.learnable]
+        # history[k][i]: history blob k of learnable blob i (Caffe's history_[k * N + i])
+        self.history = [[torch.zeros_like(p.tensor, requires_grad=False)
+                         for p in self.net.learnable] for _ in range(self.rule.HISTORY)]
+        self.groups = self._update_groups()
         self.losses = []
         self.smoothed_loss = f32(0)
         self.requested_early_exit = False
@@ -84,9 +92,7 @@ class SGDSolver:
     # ---------------------------------------------------------------- set-up
     def _check(self):
         p = self.param
-        if p.type != "SGD":
-            raise UserError(f"{self.source}: solver type '{p.type}': the engine implements "
-                            "Caffe's SGD solver (type: \"SGD\")")
+        self.rule = updates.rule_for(p, self.source)
         if p.average_loss < 1:
             raise UserError(f"{self.source}: average_loss should be at least 1")
         if p.iter_size < 1:
@@ -263,38 +269,52 @@ class SGDSolver:
                                                               self.current_step)
         return rate
 
+    def _update_groups(self):
+        """Learnable blob indices grouped by (lr_mult, decay_mult): the blobs of a group get
+        the same local rate and decay, so they update together in a few `_foreach` calls
+        (the same float operations Caffe applies blob by blob)."""
+        groups = {}
+        for i, entry in enumerate(self.net.learnable):
+            groups.setdefault((entry.lr_mult, entry.decay_mult), []).append(i)
+        return [(f32(lr_mult), f32(decay_mult), indices)
+                for (lr_mult, decay_mult), indices in groups.items()]
+
+    def gradients(self):
+        """The learnable blobs' gradients, in Caffe's learnable_params order (zeros for a blob
+        nothing back-propagated into, e.g. lr_mult 0, as Caffe's cleared diffs). The update
+        may overwrite them.
+
+        The seam for data-parallel training: Caffe's multi-GPU solver (parallel.cpp,
+        P2PSync::on_gradients_ready) sums these over the solvers and scales them by
+        1 / solver_count here, before ApplyUpdate clips, normalizes and regularizes them;
+        an all-reduce of this list (torch.distributed.all_reduce, then a division by the
+        world size) goes here and nowhere else."""
+        return [entry.tensor.grad if entry.tensor.grad is not None
+                else torch.zeros_like(entry.tensor) for entry in self.net.learnable]
+
     def apply_update(self):
+        """Caffe's SGDSolver::ApplyUpdate, shared by every solver type."""
         p = self.param
         rate = self.learning_rate()
         if p.display and self.iter % p.display == 0:
             glog.info("sgd_solver.cpp:112", f"Iteration {self.iter}, lr = {glog.number(rate)}")
-        grads = [entry.tensor.grad if entry.tensor.grad is not None
-                 else torch.zeros_like(entry.tensor) for entry in self.net.learnable]
-        self._clip(grads)
-        momentum = float(f32(p.momentum))
+        grads = self.gradients()
+        self.clip_gradients(grads)
         weight_decay = f32(p.weight_decay)
-        # blobs sharing a local rate and decay update together (torch's _foreach ops apply
-        # the same float operations blob by blob, in fewer calls)
-        groups = {}
-        for entry, grad, history in zip(self.net.learnable, grads, self.history):
-            key = (float(rate * f32(entry.lr_mult)), float(weight_decay * f32(entry.decay_mult)))
-            group = groups.setdefault(key, ([], [], []))
-            group[0].append(entry.tensor)
-            group[1].append(grad)
-            group[2].append(history)
         with torch.no_grad():
-            for (local_rate, local_decay), (weights, grads, history) in groups.items():
-                if p.iter_size > 1:
-                    torch._foreach_mul_(grads, float(f32(1) / f32(p.iter_size)))
-                if local_decay:
-                    penalty = weights if p.regularization_type == "L2" else torch._foreach_sign(weights)
-                    torch._foreach_add_(grads, penalty, alpha=local_decay)
-                torch._foreach_mul_(history, momentum)
-                torch._foreach_add_(history, grads, alpha=local_rate)
-                torch._foreach_sub_(weights, history)
+            for lr_mult, decay_mult, indices in self.groups:
+                weights = [self.net.learnable[i].tensor for i in indices]
+                group = [grads[i] for i in indices]
+                self.normalize(group)
+                self.regularize(weights, group, weight_decay * decay_mult)
+                histories = [[blobs[i] for i in indices] for blobs in self.history]
+                update = self.rule.compute(group, histories, f32(rate * lr_mult), self.iter)
+                torch._foreach_sub_(weights, update)
         self.iter += 1
 
-    def _clip(self, grads):
+    def clip_gradients(self, grads):
+        """Caffe's ClipGradients: all gradients scaled by clip_gradients / their L2 norm when
+        that norm exceeds clip_gradients (negative: off)."""
         limit = self.param.clip_gradients
         if limit < 0:
             return
@@ -304,8 +324,19 @@ class SGDSolver:
             glog.info("sgd_solver.cpp:99", f"Gradient clipping: scaling down gradients (L2 norm "
                                            f"{glog.number(norm)} > {glog.number(limit)}) by scale "
                                            f"factor {glog.number(factor)}")
-            for g in grads:
-                g.mul_(factor)
+            torch._foreach_mul_(grads, factor)
+
+    def normalize(self, grads):
+        """Caffe's Normalize: gradients accumulated over iter_size passes, averaged."""
+        if self.param.iter_size > 1:
+            torch._foreach_mul_(grads, float(f32(1) / f32(self.param.iter_size)))
+
+    def regularize(self, weights, grads, local_decay):
+        """Caffe's Regularize: L2 adds local_decay * w, L1 local_decay * sign(w)."""
+        if not local_decay:
+            return
+        penalty = weights if self.param.regularization_type == "L2" else torch._foreach_sign(weights)
+        torch._foreach_add_(grads, penalty, alpha=float(local_decay))
 
     # ---------------------------------------------------------------- testing
     def test_all(self):
@@ -353,13 +384,18 @@ class SGDSolver:
         glog.info("sgd_solver.cpp:284", f"Snapshotting solver state to binary proto file "
                                         f"{state_file}")
         state = files.SolverState(self.iter, model_file,
-                                    [h.detach().cpu().numpy() for h in self.history],
+                                  [h.detach().cpu().numpy() for h in self._history_blobs()],
                                     self.current_step)
         files.write_solverstate(state_file, state, inputs=self.snapshot_inputs)
 
+    def _history_blobs(self):
+        """Every history blob in Caffe's order: history 0 of each learnable blob, then (for
+        AdaDelta and Adam) history 1 of each: the order of a .solverstate's history."""
+        return [blob for blobs in self.history for blob in blobs]
+
     def restore(self, state_file):
         """Caffe's Restore: iteration, learning rate step, weights (the state's learned_net)
-        and momentum history, from a .solverstate stock Caffe or the engine wrote."""
+        and the update rule's history, from a .solverstate stock Caffe or the engine wrote."""
         if str(state_file).endswith(".h5"):
             raise CaffeFileError(state_file, "HDF5 solver states are not supported by the engine")
         state = files.read_solverstate(state_file)
@@ -369,13 +405,15 @@ class SGDSolver:
             self.net.copy_trained_layers_from(state.learned_net)
             self.snapshot_inputs.append(state.learned_net)
         self.current_step = state.current_step
-        if len(state.history) != len(self.history):
+        blobs = self._history_blobs()
+        if len(state.history) != len(blobs):
             raise CaffeFileError(state_file, f"incorrect length of history blobs: "
-                                             f"{len(state.history)} stored, the net learns "
-                                             f"{len(self.history)}")
+                                             f"{len(state.history)} stored, the {self.param.type} "
+                                             f"solver keeps {len(blobs)} for the net's "
+                                             f"{len(self.net.learnable)} learnable blobs")
         glog.info("sgd_solver.cpp:336", "SGDSolver: restoring history")
         with torch.no_grad():
-            for i, (history, stored) in enumerate(zip(self.history, state.history)):
+            for i, (history, stored) in enumerate(zip(blobs, state.history)):
                 if stored.size != history.numel():
                     raise CaffeFileError(state_file, f"history blob {i} holds {stored.size} values, "
                                                      f"the net's blob {history.numel()}")
@@ -385,3 +423,7 @@ class SGDSolver:
     def close(self):
         for net in [self.net] + self.test_nets:
             net.close()
+
+
+# Caffe's SGDSolver is the base class of every solver type; the name stays for callers.
+SGDSolver = Solver

@@ -1,9 +1,17 @@
-"""`caffe time`: forward and backward time of each layer, as Caffe measures it (each layer's
-Forward, then each layer's Backward in reverse order).
+"""`caffe time` on the engine.
 
-For per-layer backward times each layer gets its own autograd graph: its bottoms are fresh
-leaves (needing a gradient where the blob's maker needs one, as Caffe's need_backward), and
-the gradients arriving at them are handed to the layers that made those blobs.
+The Average Forward pass / Backward pass / Forward-Backward lines (and each iteration's
+forward-backward time) time what training runs: Net.forward with the autograd graph, then
+Net.backward, over the net's fused steps (BatchNorm+Scale fused, in-place ReLUs, channels-last
+on the CPU), with the device synchronized around each timed part on CUDA.
+
+The per-layer lines come from a separate, instrumented pass over the unfused layers
+(Net.layer_steps), timed as Caffe times them (each layer's Forward, then each layer's
+Backward in reverse order): for per-layer backward times each layer gets its own autograd
+graph, its bottoms fresh leaves (needing a gradient where the blob's maker needs one, as
+Caffe's need_backward), and the gradients arriving at them are handed to the layers that made
+those blobs. That pass is slower than training (no fusions, one graph per layer), which is why
+its sums are not the averages.
 """
 import time
 
@@ -21,11 +29,32 @@ class _Clock:
         return time.perf_counter()
 
 
-def _forward(net, clock, times):
+def training_passes(net, iterations, on_iteration=None):
+    """`iterations` forward/backward passes as training runs them. Returns (forward seconds,
+    backward seconds, wall seconds), summed over the iterations; on_iteration(j, seconds)
+    gets each iteration's forward-backward time."""
+    clock = _Clock(net.device)
+    forward_total = backward_total = wall = 0.0
+    for j in range(iterations):
+        start = clock.now()
+        loss = net.forward(grad=True)
+        middle = clock.now()
+        net.backward(loss)
+        end = clock.now()
+        forward_total += middle - start
+        backward_total += end - middle
+        wall += end - start
+        if on_iteration:
+            on_iteration(j, end - start)
+        net.clear_param_diffs()
+    return forward_total, backward_total, wall
+
+
+def _forward(steps, clock, times):
     """One forward pass, layer by layer. Returns [(step, leaves, sources, tops)]."""
     blobs = {}
     record = []
-    for i, step in enumerate(net.steps):
+    for i, step in enumerate(steps):
         sources = [blobs[name] for name in step.bottoms]
         leaves = [s.detach().requires_grad_(s.requires_grad and keep)
                   for s, keep in zip(sources, step.propagate)]
@@ -63,24 +92,15 @@ def _backward(record, clock, times):
                 grads[key] = leaf.grad if key not in grads else grads[key] + leaf.grad
 
 
-def benchmark(net, iterations, on_iteration=None):
-    """Runs `iterations` forward/backward passes. Returns (forward seconds per layer,
-    backward seconds per layer, total forward seconds, total backward seconds, wall
-    seconds), all summed over the iterations."""
+def per_layer(net, iterations):
+    """The instrumented pass: `iterations` forward/backward passes layer by layer over
+    net.layer_steps. Returns (forward seconds per layer, backward seconds per layer), summed
+    over the iterations."""
     clock = _Clock(net.device)
-    layers = len(net.steps)
-    forward_times, backward_times = [0.0] * layers, [0.0] * layers
-    forward_total = backward_total = 0.0
-    wall_start = clock.now()
-    for j in range(iterations):
-        iteration_start = clock.now()
-        record = _forward(net, clock, forward_times)
-        forward_end = clock.now()
-        _backward(record, clock, backward_times)
-        end = clock.now()
-        forward_total += forward_end - iteration_start
-        backward_total += end - forward_end
-        if on_iteration:
-            on_iteration(j, end - iteration_start)
-        net.clear_param_diffs()
-    return forward_times, backward_times, forward_total, backward_total, clock.now() - wall_start
+    steps = net.layer_steps
+    forward_times, backward_times = [0.0] * len(steps), [0.0] * len(steps)
+    with torch.enable_grad():
+        for _ in range(iterations):
+            _backward(_forward(steps, clock, forward_times), clock, backward_times)
+            net.clear_param_diffs()
+    return forward_times, backward_times

@@ -1,9 +1,11 @@
 """Conformance harness: the same net, weights, inputs and output gradients in the engine and
 in stock pycaffe (one pycaffe process for a batch of cases), results compared blob by blob.
 
-Results of both sides use the keys of stock_programs/conformance_jobs.py: "k|blob|NAME" (forward pass k),
-"param|LAYER|i", "diff|INPUT", "pdiff|LAYER|i".
+Results of both sides use the keys of stock_programs/conformance_jobs.py: "k|blob|NAME"
+(forward pass k), "param|LAYER|i", "diff|INPUT", "pdiff|LAYER|i". The engine runs in DIR/ours
+and pycaffe in DIR/stock, so files a net writes under a relative name (HDF5Output) land apart.
 """
+import contextlib
 import json
 import zlib
 from dataclasses import dataclass, field
@@ -27,6 +29,7 @@ class Case:
     top_diffs: bool = True  # random gradients on the outputs that carry no loss weight
     forwards: int = 1
     random_weights: bool = True
+    memory_data: tuple = None  # (data, labels) for a first MemoryData layer (set_input_arrays)
 
 
 def _rng(name):
@@ -66,6 +69,8 @@ def run_ours(case, model, weights, rng):
     out = {}
     for name, array in case.inputs.items():
         net.set_input(name, array)
+    if case.memory_data is not None:
+        net.set_input_arrays(*case.memory_data)
     loss = None
     for k in range(case.forwards):
         loss = net.forward(grad=case.backward and k == case.forwards - 1)
@@ -93,41 +98,50 @@ def run_ours(case, model, weights, rng):
 def run_cases(cases, directory, stock):
     """[(ours, stock's)] result dicts for each case, stock's from one pycaffe process."""
     directory = Path(directory)
+    for side in ("ours", "stock"):
+        (directory / side).mkdir(parents=True, exist_ok=True)
     glog.configure(min_level=2)
     jobs, ours = [], []
     try:
-        for case in cases:
-            rng = _rng(case.name)
-            model = _net_file(case, directory)
-            weights = None
-            if case.random_weights:
-                net = Net(net_state(files.read_net(model), case.phase), source=str(model))
-                _randomize(net, rng)
-                weights = directory / f"{case.name}.caffemodel"
-                files.write_model(weights, net.to_model())
-                net.close()
-            result, diffs = run_ours(case, model, weights, rng)
-            ours.append(result)
-            job = {"model": str(model), "phase": case.phase,
-                   "weights": str(weights) if weights else None,
-                   "forwards": case.forwards, "backward": case.backward,
-                   "out": str(directory / f"{case.name}.stock.npz"), "inputs": {}, "top_diffs": {}}
-            for kind, arrays in (("inputs", case.inputs), ("top_diffs", diffs)):
-                for name, array in arrays.items():
-                    path = directory / f"{case.name}.{kind}.{len(job[kind])}.npy"
-                    np.save(path, np.asarray(array, np.float32))
-                    job[kind][name] = str(path)
-            jobs.append(job)
+        with contextlib.chdir(directory / "ours"):
+            for case in cases:
+                jobs.append(_run_ours_job(case, directory, ours))
     finally:
         glog.configure(min_level=0)
     spec = directory / "jobs.json"
     spec.write_text(json.dumps(jobs))
-    pycaffe.run("conformance_jobs", spec)
+    pycaffe.run("conformance_jobs", spec, cwd=directory / "stock")
     theirs = []
     for job in jobs:
         with np.load(job["out"]) as data:
             theirs.append({k: data[k] for k in data.files})
     return list(zip(ours, theirs))
+
+
+def _run_ours_job(case, directory, ours):
+    """Runs `case` in the engine (appending its results to `ours`); returns stock's job."""
+    rng = _rng(case.name)
+    model = _net_file(case, directory)
+    weights = None
+    if case.random_weights:
+        net = Net(net_state(files.read_net(model), case.phase), source=str(model))
+        _randomize(net, rng)
+        weights = directory / f"{case.name}.caffemodel"
+        files.write_model(weights, net.to_model())
+        net.close()
+    result, diffs = run_ours(case, model, weights, rng)
+    ours.append(result)
+    job = {"model": str(model), "phase": case.phase, "weights": str(weights) if weights else None,
+           "forwards": case.forwards, "backward": case.backward,
+           "out": str(directory / f"{case.name}.stock.npz"), "inputs": {}, "top_diffs": {},
+           "memory_data": {}}
+    memory = dict(zip(("data", "labels"), case.memory_data or ()))
+    for kind, arrays in (("inputs", case.inputs), ("top_diffs", diffs), ("memory_data", memory)):
+        for name, array in arrays.items():
+            path = directory / f"{case.name}.{kind}.{len(job[kind])}.npy"
+            np.save(path, np.asarray(array, np.float32))
+            job[kind][name] = str(path)
+    return job
 
 
 def compare(ours, theirs, rtol=1e-5, atol=1e-7):

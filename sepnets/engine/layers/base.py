@@ -9,6 +9,12 @@ Parameters are checked, never silently ignored: every field set in the layer's o
 message must be one the implementation reads (`FIELDS`), or building stops with an error
 naming the layer. Another layer type's parameter message (e.g. image_data_param on a Data
 layer, which stock Caffe ignores) is ignored with a warning.
+
+Where Caffe's Backward is not the derivative of its Forward, a layer says so: bottoms Caffe
+never back-propagates into (labels, sequence indicators, indices: `no_gradient_bottoms`) are
+cut from the graph by the Net, a net whose force_backward would make stock Caffe stop in the
+layer's Backward is refused (`force_backward_failure`), and a gradient Caffe computes by its
+own formula is attached with `given_gradient` or a torch.autograd.Function.
 """
 from dataclasses import dataclass
 
@@ -20,6 +26,15 @@ from sepnets.engine import fillers
 from sepnets.errors import UserError
 
 REGISTRY = {}
+
+# Caffe 1.0 layer types the engine refuses on purpose, with the reason.
+REFUSED = {
+    "Python": "the engine never imports code a prototxt names (python_param.module); write "
+              "the layer's computation as Caffe layers, or run the net with stock Caffe",
+    "WindowData": "R-CNN's window-file layer samples foreground and background windows at "
+                  "random, so no run of it can be checked against stock Caffe; the engine does "
+                  "not implement it (convert the windows to an LMDB or an ImageData list)",
+}
 
 # LayerParameter fields every layer may use; the Net reads them (param specs, loss weights...)
 COMMON_FIELDS = {"name", "type", "bottom", "top", "phase", "loss_weight", "param", "blobs",
@@ -37,6 +52,7 @@ class BuildContext:
     generator: torch.Generator  # fillers and Dropout on the CPU (CUDA uses its own generator)
     seed: int = -1  # solver random_seed (-1: none), for the Data layer's crop/mirror choices
     channels_last: bool = False  # keep 4-axis data in channels-last memory order
+    force_backward: bool = False  # the net's force_backward
 
 
 def register(cls):
@@ -55,6 +71,11 @@ class Layer:
     NUM_BOTTOMS = None  # exact count, or (min, max)
     NUM_TOPS = None
     IS_LOSS = False  # loss layers weigh their first top 1 by default
+    MAKES_DATA = False  # a data layer: its 4-axis tops enter channels-last where the net wants it
+    NO_GRADIENT = ()  # bottoms Caffe never back-propagates into (its AllowForceBackward false)
+    # why stock Caffe stops when force_backward makes this layer back-propagate into a bottom
+    # its Backward refuses (a CHECK or NOT_IMPLEMENTED there); None: it does not
+    FORCE_BACKWARD_FAILS = None
 
     def __init__(self, param, bottom_shapes, shapes, ctx):
         # a copy: setup may add to it as Caffe's LayerSetUp does (BatchNorm's param specs),
@@ -80,9 +101,27 @@ class Layer:
     def forward(self, bottoms):
         raise NotImplementedError
 
+    def no_gradient_bottoms(self):
+        return self.NO_GRADIENT
+
+    def force_backward_failure(self):
+        return self.FORCE_BACKWARD_FAILS
+
+    @classmethod
+    def source_shapes(cls, param):
+        """Top shapes of a data layer whose shapes come from its source (sepnets.caffe.shapes'
+        DATA_LAYERS): the engine reads them as Caffe's DataLayerSetUp does."""
+        raise LayerError(f"layer '{param.name}': the shapes of {param.type} layers come from "
+                         "their data source")
+
     # ---------------------------------------------------------------- helpers
     def fail(self, problem):
         raise LayerError(f"layer '{self.name}' ({self.TYPE}): {problem}")
+
+    def check_in_place(self):
+        """Caffe's CHECK_NE(top[0], bottom[0]) for layers that cannot run in place."""
+        if self.param.top and self.param.bottom and self.param.top[0] == self.param.bottom[0]:
+            self.fail(f"{self.TYPE} Layer does not allow in-place computation.")
 
     def _check_fields(self):
         own = set(self.PARAMS)
@@ -128,6 +167,9 @@ class Layer:
 
 
 def check_type(param):
+    if param.type in REFUSED:
+        raise LayerError(f"layer '{param.name}': layer type '{param.type}' is refused: "
+                         f"{REFUSED[param.type]}")
     cls = REGISTRY.get(param.type)
     if cls is None:
         raise LayerError(f"layer '{param.name}': layer type '{param.type}' is not supported by "
@@ -137,3 +179,31 @@ def check_type(param):
 
 def create(param, bottom_shapes, shapes, ctx):
     return check_type(param)(param, bottom_shapes, shapes, ctx)
+
+
+def source_shapes(param):
+    """sepnets.caffe.shapes' data_shapes callback: the top shapes of a data layer, read from its
+    source by the layer class that implements it."""
+    return check_type(param).source_shapes(param)
+
+
+class _GivenGradient(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, value, x, gradient):
+        ctx.save_for_backward(gradient)
+        return value.clone()
+
+    @staticmethod
+    def backward(ctx, upstream):
+        (gradient,) = ctx.saved_tensors
+        return upstream, upstream * gradient, None
+
+
+def given_gradient(value, pairs):
+    """`value` (a scalar computed without the graph) whose gradient with respect to each x in
+    `pairs` [(x, gradient)] is `gradient` times the incoming gradient: a loss whose Caffe
+    Backward is its own formula rather than the derivative of its Forward."""
+    out = value.detach()
+    for x, gradient in pairs:
+        out = _GivenGradient.apply(out, x, gradient.detach())
+    return out

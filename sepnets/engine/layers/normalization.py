@@ -1,10 +1,10 @@
-"""BatchNorm with Caffe's three blobs (mean sum, variance sum, moving-average factor), Scale
-and Bias."""
+"""BatchNorm with Caffe's three blobs (mean sum, variance sum, moving-average factor), Scale,
+Bias, and MVN (mean-variance normalization per item or per item and channel)."""
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sepnets.caffe.shapes import canonical_axis
+from sepnets.caffe.shapes import canonical_axis, legacy_axes
 from sepnets.engine import fillers
 from sepnets.engine.layers.base import Layer, register
 
@@ -146,3 +146,52 @@ class Bias(Affine):
     def forward(self, bottoms):
         bias = self.blob(0) if len(bottoms) == 1 else bottoms[1]
         return [bottoms[0] + bias.reshape(self.view)]
+
+
+class _MeanVarianceNorm(torch.autograd.Function):
+    """mvn_layer.cpp on rows (one per item, or per item and channel): y = (x - mean) /
+    (std + eps) with the biased std; its Backward is (dy - mean(dy) - y mean(y dy)) /
+    (std + eps), which leaves eps out of the second term where the derivative keeps it."""
+
+    @staticmethod
+    def forward(ctx, rows, eps):
+        centered = rows - rows.mean(dim=1, keepdim=True)
+        std = torch.sqrt((centered * centered).mean(dim=1, keepdim=True)) + eps
+        y = centered / std
+        ctx.save_for_backward(y, std)
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        y, std = ctx.saved_tensors
+        inner = (y * dy).mean(dim=1, keepdim=True)
+        return (dy - dy.mean(dim=1, keepdim=True) - y * inner) / std, None
+
+
+@register
+class MVN(Layer):
+    """Subtracts the mean of each item (across_channels) or of each item's channel, and with
+    normalize_variance (default) divides by the standard deviation plus eps. Works on Caffe's
+    num/channels/height/width view: at most 4 axes, and the top is 4-axis."""
+    TYPE = "MVN"
+    PARAMS = ("mvn_param",)
+    FIELDS = {"mvn_param": {"normalize_variance", "across_channels", "eps"}}
+    NUM_BOTTOMS = 1
+    NUM_TOPS = 1
+
+    def setup(self, shapes):
+        p = self.param.mvn_param
+        legacy_axes(self.param, self.bottom_shapes[0])  # at most 4 axes
+        self.across_channels = p.across_channels
+        self.normalize_variance = p.normalize_variance
+        self.eps = float(np.float32(p.eps))
+
+    def forward(self, bottoms):
+        x = bottoms[0]
+        shape = legacy_axes(self.param, x.shape)
+        rows = x.reshape(shape[0] if self.across_channels else shape[0] * shape[1], -1)
+        if self.normalize_variance:
+            out = _MeanVarianceNorm.apply(rows, self.eps)
+        else:
+            out = rows - rows.mean(dim=1, keepdim=True)
+        return [out.reshape(shape)]

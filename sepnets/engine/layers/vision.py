@@ -1,5 +1,6 @@
-"""Spatial layers: Convolution (group, dilation, non-square), Pooling (MAX/AVE with Caffe's
-output size and window rules), LRN (across and within channels)."""
+"""Spatial layers: Convolution and Deconvolution (group, dilation, non-square), Im2col,
+Pooling (MAX/AVE with Caffe's output size and window rules), SPP (a pyramid of Caffe poolings),
+LRN (across and within channels)."""
 import math
 
 import numpy as np
@@ -44,13 +45,53 @@ class Convolution(Layer):
     def forward(self, bottoms):
         weight = self.blob(0)
         bias = self.blob(1) if len(self.blobs) > 1 else None
-        tops = [F.conv2d(x, weight, bias, self.stride, self.pad, self.dilation, self.group)
-                for x in bottoms]
+        tops = [self.convolve(x, weight, bias) for x in bottoms]
         if self.ctx.channels_last:
             # a one-channel input cannot say its order, and its output comes back
             # channels-first: reorder it once here rather than in every later layer
             tops = [t.contiguous(memory_format=torch.channels_last) for t in tops]
         return tops
+
+    def convolve(self, x, weight, bias):
+        return F.conv2d(x, weight, bias, self.stride, self.pad, self.dilation, self.group)
+
+
+@register
+class Deconvolution(Convolution):
+    """Caffe's DeconvolutionLayer: the transpose of Convolution (its Forward is Convolution's
+    backward-data pass), weights (input channels, num_output / group, kh, kw); output size
+    stride * (in - 1) + dilation * (kernel - 1) + 1 - 2 * pad."""
+    TYPE = "Deconvolution"
+
+    def convolve(self, x, weight, bias):
+        return F.conv_transpose2d(x, weight, bias, self.stride, self.pad, 0, self.group,
+                                  self.dilation)
+
+
+@register
+class Im2col(Layer):
+    """The convolution windows of each position as channels: (N, C * kh * kw, out_h, out_w),
+    channel c * kh * kw + i * kw + j holding kernel tap (i, j) of input channel c, as
+    Caffe's im2col lays them out."""
+    TYPE = "Im2col"
+    PARAMS = ("convolution_param",)
+    FIELDS = {"convolution_param": {"kernel_size", "kernel_h", "kernel_w", "stride", "stride_h",
+                                    "stride_w", "pad", "pad_h", "pad_w", "dilation", "axis",
+                                    "force_nd_im2col"}}
+    NUM_BOTTOMS = 1
+    NUM_TOPS = 1
+
+    def setup(self, shapes):
+        p = self.param.convolution_param
+        if len(self.bottom_shapes[0]) != 4 or caffe_shapes.canonical_axis(self.param, p.axis, 4) != 1:
+            self.fail(f"the engine unfolds 4-axis (N, C, H, W) blobs along axis 1, not "
+                      f"{self.bottom_shapes[0]}")
+        self.geometry = caffe_shapes.conv_geometry(self.param, 2)
+
+    def forward(self, bottoms):
+        kernel, stride, pad, dilation = self.geometry
+        columns = F.unfold(bottoms[0], kernel, dilation, pad, stride)
+        return [columns.reshape(bottoms[0].shape[0], *self.top_shapes[0][1:])]
 
 
 Pool = caffe_pb2.PoolingParameter
@@ -76,7 +117,8 @@ class Pooling(Layer):
     def setup(self, shapes):
         p = self.param.pooling_param
         if p.pool not in (Pool.MAX, Pool.AVE):
-            self.fail("only MAX and AVE pooling are supported (STOCHASTIC is not)")
+            self.fail("only MAX and AVE pooling are supported: STOCHASTIC pooling is not "
+                      "implemented on the CPU in stock Caffe either")
         n, c, h, w = self.bottom_shapes[0]
         if p.global_pooling:
             kernel = (h, w)
@@ -169,3 +211,30 @@ class LRN(Layer):
         pad = (self.size - 1) // 2
         mean_sq = F.avg_pool2d(x * x, self.size, 1, pad, count_include_pad=True)
         return [x * (1 + self.alpha * mean_sq).pow(-self.beta)]
+
+
+@register
+class SPP(Layer):
+    """Spatial pyramid pooling: level i pools the input into 2^i x 2^i bins with Caffe's
+    Pooling (sepnets.caffe.shapes.spp_levels gives each level's kernel, stride and pad); the levels'
+    outputs, each flattened per item, are concatenated (one level: its pooling output)."""
+    TYPE = "SPP"
+    PARAMS = ("spp_param",)
+    FIELDS = {"spp_param": {"pyramid_height", "pool", "engine"}}
+    NUM_BOTTOMS = 1
+    NUM_TOPS = 1
+
+    def setup(self, shapes):
+        if self.param.spp_param.pool == caffe_pb2.SPPParameter.STOCHASTIC:
+            self.fail("only MAX and AVE pooling are supported: STOCHASTIC pooling is not "
+                      "implemented on the CPU in stock Caffe either")
+        bottom = self.bottom_shapes[0]
+        self.levels = [Pooling(pooling, [bottom], caffe_shapes.LayerShapes(
+            self.name, "Pooling", [], [], [top]), self.ctx)
+            for pooling, top in caffe_shapes.spp_levels(self.param, bottom)]
+
+    def forward(self, bottoms):
+        pooled = [level.forward(bottoms)[0] for level in self.levels]
+        if len(pooled) == 1:
+            return pooled
+        return [torch.cat([p.reshape(p.shape[0], -1) for p in pooled], dim=1)]

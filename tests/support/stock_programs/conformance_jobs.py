@@ -3,6 +3,7 @@ jobs.json` (tests.support.pycaffe runs it). Many jobs share one process (pycaffe
 ~1 s).
 
 Each job: {"model", "phase", "weights", "inputs": {blob: .npy}, "top_diffs": {blob: .npy},
+"memory_data": {"data": .npy, "labels": .npy} (for a first MemoryData layer, or empty),
 "forwards": n, "backward": bool, "out": .npz}. Writes, per forward pass k, every blob's data
 ("k|blob|NAME"); after the last pass every parameter blob ("param|LAYER|i"); after backward
 the input blobs' diffs ("diff|NAME") and the parameter diffs ("pdiff|LAYER|i").
@@ -20,6 +21,9 @@ def run(job):
         else caffe.Net(job["model"], phase)
     for name, path in job.get("inputs", {}).items():
         net.blobs[name].data[...] = np.load(path)
+    memory = job.get("memory_data")
+    if memory:
+        net.set_input_arrays(np.load(memory["data"]), np.load(memory["labels"]))
     out = {}
     for k in range(job.get("forwards", 1)):
         net.forward()
