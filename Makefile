@@ -13,6 +13,7 @@ help:
 	@echo "make demo                 setup + the main job (LeNet / MNIST 5k: train, binarize, fine-tune, results)"
 	@echo "make test                 setup + ruff (make lint) + the test suite"
 	@echo "make bench                setup + benchmarks (ratios against stock Caffe, measured in the same run)"
+	@echo "make bench-gpu GPU=0      the engine on a CUDA GPU: conformance against the CPU, images/s, memory"
 	@echo "make nets                 regenerate prototxt/<net>/ and the README's table of networks"
 	@echo "make data-mnist | data-cifar10 | data-imagenet   databases under data/"
 	@echo "make train-<net>          train prototxt/<net>/ (resumes); e.g. train-googlenet, train-resnet20"
@@ -97,9 +98,15 @@ export: setup
 
 # ---------------------------------------------------------------- benchmarks
 # Each bench/bench_*.py measures one thing against stock Caffe (or Caffe's own tool) in the
-# same run and prints the ratio.
+# same run and prints the ratio; bench_gpu.py needs a CUDA GPU: `make bench-gpu GPU=0`.
 bench: setup
-	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	@for b in $(filter-out bench/bench_gpu.py,$(wildcard bench/bench_*.py)); do echo "== $$b"; $(PY) $$b || exit 1; done
+
+# The engine on a CUDA GPU: conformance against the CPU, ResNet-20 and GoogLeNet images/s,
+# peak memory (bench/bench_gpu.py, a few minutes; refuses with one line without CUDA).
+.PHONY: bench-gpu
+bench-gpu: setup
+	$(PY) bench/bench_gpu.py --gpu $(or $(GPU),0)
 
 # ---------------------------------------------------------------- networks
 # `make nets`: (re)write prototxt/<net>/{train_val,deploy,solver}.prototxt from sepnets/nets/

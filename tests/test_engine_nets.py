@@ -5,31 +5,10 @@ authors' own prototxts with their Data layers replaced by an Input layer)."""
 import numpy as np
 import pytest
 
-from sepnets.caffe import files
-from sepnets.caffe.proto import caffe_pb2
 from tests.support.engine import Case, assert_conforms, run_cases
-from tests.support.project import NETS
+from tests.support.nets import conformance_nets
 
 R = np.random.default_rng(11)
-ENGINE_NETS = NETS / "engine"
-
-
-def with_input(src, dst, shape, cut_after=None, force_backward=False):
-    """`src` with its Data layers replaced by one Input layer (data, label), optionally cut
-    after layer `cut_after`."""
-    net = files.read_net(src)
-    out = caffe_pb2.NetParameter(name=net.name, force_backward=force_backward)
-    data = out.layer.add(name="data", type="Input", top=["data", "label"])
-    data.input_param.shape.add(dim=shape)
-    data.input_param.shape.add(dim=shape[:1])
-    for layer in net.layer:
-        if layer.type == "Data":
-            continue
-        out.layer.add().CopyFrom(layer)
-        if layer.name == cut_after:
-            break
-    files.write_text(dst, out)
-    return str(dst)
 
 
 def inputs(shape, classes):
@@ -38,19 +17,11 @@ def inputs(shape, classes):
 
 
 def cases(authors, directory):
-    resnet = with_input(authors / "resnet20_relu_msra_cifar10.prototxt",
-                        directory / "resnet20.prototxt", [2, 3, 32, 32])
-    stem = with_input(authors / "googlenet_train_val.prototxt", directory / "inception.prototxt",
-                      [1, 3, 64, 64], cut_after="inception_3a/output", force_backward=True)
-    lenet, sep = str(ENGINE_NETS / "lenet.prototxt"), str(ENGINE_NETS / "sep_module.prototxt")
     out = []
     for phase in ("TRAIN", "TEST"):
-        out += [
-            Case(f"lenet_{phase}", lenet, phase, inputs((4, 1, 28, 28), 10), top_diffs=False),
-            Case(f"resnet20_{phase}", resnet, phase, inputs((2, 3, 32, 32), 10), top_diffs=False),
-            Case(f"sep_module_{phase}", sep, phase, inputs((2, 16, 8, 8), 10), top_diffs=False),
-            Case(f"googlenet_inception_3a_{phase}", stem, phase, inputs((1, 3, 64, 64), 1000)),
-        ]
+        for name, path, shape, classes in conformance_nets(authors, directory):
+            out.append(Case(f"{name}_{phase}", path, phase, inputs(shape, classes),
+                            top_diffs=name == "googlenet_inception_3a"))
     return out
 
 

@@ -13,18 +13,17 @@
   weights and history (two blobs per learnable blob for AdaDelta and Adam), crossing over.
 The engine runs through its command line (`sepnets.engine.commands.main`) in this process.
 """
-import io
-
 import numpy as np
 import pytest
 
-from sepnets.caffe import files, glog
+from sepnets.caffe import files
 from sepnets.caffe.db import DatumWriter
 from sepnets.caffe.proto import caffe_pb2
 from sepnets.engine import commands, updates
 from sepnets.errors import UserError
 from tests.support import caffe_log
 from tests.support.project import REPO
+from tests.support.training import assert_history_close, assert_models_close, run_engine
 
 NET = """name: "small"
 layer { name: "data" type: "Data" top: "data" top: "label" include { phase: TRAIN }
@@ -108,18 +107,6 @@ def make_db(path, count, rng):
                                     label=int(i % 4)))
 
 
-def run_engine(argv, cwd, monkeypatch):
-    """The engine's `caffe` command in this process; returns its log."""
-    log = io.StringIO()
-    monkeypatch.chdir(cwd)
-    glog.configure(stream=log, min_level=0)
-    try:
-        assert commands.main(argv) == 0
-    finally:
-        glog.configure(stream=None)
-    return log.getvalue()
-
-
 def run_stock(stock, argv, cwd):
     return stock.run_caffe(argv, cwd=cwd, timeout=300).stderr
 
@@ -185,18 +172,6 @@ def assert_close_series(ours, theirs, rtol, what):
         assert abs(a - b) <= rtol * max(abs(b), 1e-3), f"{what} at {key}: {a} vs stock {b}"
 
 
-def assert_models_close(path, ref_path, rtol, exact=()):
-    ours, ref = files.read_model(path), files.read_model(ref_path)
-    assert ours.blobs.keys() == ref.blobs.keys()
-    for layer, blobs in ref.blobs.items():
-        for i, blob in enumerate(blobs):
-            mine = ours.blobs[layer][i].reshape(blob.shape)
-            if layer in exact:
-                assert np.array_equal(mine, blob), f"{layer}[{i}] is not bit-identical"
-            err = np.max(np.abs(mine - blob))
-            assert err <= rtol * np.max(np.abs(blob)) + 1e-7, f"{layer}[{i}]: max error {err}"
-
-
 def test_losses_learning_rates_and_tests_match_stock_caffe(runs):
     _, logs, _ = runs
     ours, stock = logs["ours"], logs["stock"]
@@ -219,13 +194,10 @@ def test_snapshots_match_stock_caffe_and_frozen_layer_is_bit_identical(runs):
     for who in ("ours", "stock"):
         assert np.array_equal(files.read_model(d / f"{who}_iter_20.caffemodel").blobs["pattern"][0],
                               frozen)
-    ours = files.read_solverstate(d / "ours_iter_20.solverstate")
-    stock = files.read_solverstate(d / "stock_iter_20.solverstate")
-    assert (ours.iter, ours.current_step) == (stock.iter, stock.current_step) == (20, 2)
-    assert len(ours.history) == len(stock.history) == 10  # learnable blobs, BatchNorm's too
-    for mine, ref in zip(ours.history, stock.history):
-        assert mine.shape == ref.shape
-        assert np.max(np.abs(mine - ref)) <= RTOL * np.max(np.abs(ref)) + 1e-7
+    ours = assert_history_close(d / "ours_iter_20.solverstate", d / "stock_iter_20.solverstate",
+                                RTOL, atol=1e-7)
+    assert (ours.iter, ours.current_step) == (20, 2)
+    assert len(ours.history) == 10  # learnable blobs, BatchNorm's too
 
 
 def test_solver_options_match_stock_caffe(runs):
@@ -282,17 +254,6 @@ def solver_runs(stock, tmp_path_factory):
     return d, out
 
 
-def assert_states_close(path, ref_path, rtol):
-    ours, ref = files.read_solverstate(path), files.read_solverstate(ref_path)
-    assert (ours.iter, ours.current_step) == (ref.iter, ref.current_step)
-    assert len(ours.history) == len(ref.history)
-    for i, (mine, theirs) in enumerate(zip(ours.history, ref.history)):
-        assert mine.shape == theirs.shape, f"history {i}: {mine.shape} vs stock {theirs.shape}"
-        err = np.max(np.abs(mine - theirs))
-        assert err <= rtol * np.max(np.abs(theirs)) + 1e-7, f"history {i}: max error {err}"
-    return ours
-
-
 @pytest.mark.parametrize("kind", sorted(SOLVERS))
 def test_solver_type_matches_stock_caffe(solver_runs, kind):
     """Printed rates, losses and test outputs; iteration 10 and 20 snapshots (weights and
@@ -308,8 +269,9 @@ def test_solver_type_matches_stock_caffe(solver_runs, kind):
     for iteration in (10, 20):
         assert_models_close(d / f"{name}_ours_iter_{iteration}.caffemodel",
                             d / f"{name}_stock_iter_{iteration}.caffemodel", RTOL, exact=("pattern",))
-        state = assert_states_close(d / f"{name}_ours_iter_{iteration}.solverstate",
-                                    d / f"{name}_stock_iter_{iteration}.solverstate", RTOL)
+        state = assert_history_close(d / f"{name}_ours_iter_{iteration}.solverstate",
+                                     d / f"{name}_stock_iter_{iteration}.solverstate", RTOL,
+                                     atol=1e-7)
     learnable = 9  # NET without conv1's bias: conv1, bn1 x3, scale1 x2, pattern, ip x2
     assert len(state.history) == updates.UPDATE_RULES[kind].HISTORY * learnable
 
@@ -323,8 +285,8 @@ def test_solver_type_snapshots_cross_over(solver_runs, kind):
         assert_close_series(runs[kind][resumed]["loss"], later, RTOL, f"{kind} {resumed} loss")
         assert_models_close(d / f"{name}_{resumed}_iter_20.caffemodel",
                             d / f"{name}_{source}_iter_20.caffemodel", RTOL)
-        assert_states_close(d / f"{name}_{resumed}_iter_20.solverstate",
-                            d / f"{name}_{source}_iter_20.solverstate", RTOL)
+        assert_history_close(d / f"{name}_{resumed}_iter_20.solverstate",
+                             d / f"{name}_{source}_iter_20.solverstate", RTOL, atol=1e-7)
 
 
 @pytest.mark.parametrize("settings, message", [

@@ -8,9 +8,9 @@ import torch
 
 from sepnets.caffe import glog
 from sepnets.caffe.proto import caffe_pb2
+from sepnets.engine import data, distributed, launch, timing
 from sepnets.engine import device as devices
-from sepnets.engine import timing
-from sepnets.engine.flags import Flag, parse, usage
+from sepnets.engine.flags import Flag, parse, unparse, usage
 from sepnets.engine.net import Net
 from sepnets.engine.solver import (
     NONE,
@@ -26,8 +26,9 @@ from sepnets.errors import UserError
 f32 = np.float32
 
 FLAGS = [
-    Flag("gpu", str, "", "Optional; run on the given CUDA device ID (the engine trains on one "
-                         "device; 'all' works when there is one)."),
+    Flag("gpu", str, "", "Optional; run in GPU mode on given device IDs separated by ','. Use "
+                         "'-gpu all' to run on all available GPUs. The effective training batch "
+                         "size is multiplied by the number of devices."),
     Flag("iterations", int, 50, "The number of iterations to run."),
     Flag("level", int, 0, "Optional; network level."),
     Flag("model", str, "", "The model definition protocol buffer text file."),
@@ -42,6 +43,12 @@ FLAGS = [
                            "separated by ','."),
     Flag("weights", str, "", "Optional; the pretrained weights to initialize finetuning, "
                              "separated by ','. Cannot be set simultaneously with snapshot."),
+    Flag("data_workers", int, -1, "Engine; processes decoding and transforming each Data "
+                                  "layer's records (0: on its prefetch thread; default: "
+                                  f"${data.WORKERS_ENV}, else one per core per local rank)."),
+    Flag("stage_data", bool, False, "Engine; decode each TRAIN Data layer's database once "
+                                    "into device memory and form batches there (also "
+                                    f"${data.STAGE_ENV}=1)."),
     Flag("minloglevel", int, 0, "Messages logged at a lower level than this don't actually get "
                                 "logged anywhere (glog: 0 INFO, 1 WARNING, 2 ERROR)."),
     Flag("help", bool, False, "show help on all flags"),
@@ -131,14 +138,53 @@ def train(f):
                                "torch here; training on the CPU")
             gpu_flag = ""
     gpus = gpus_from(gpu_flag)
+    if len(gpus) > 1 and not distributed.in_environment():
+        _check_gpus(gpus)
+        return launch.spawn(unparse("train", f, FLAGS, gpu=",".join(map(str, gpus))), len(gpus))
+    device = _rank_device(gpus)
+    world = distributed.join(device)
+    try:
+        _train(f, param, gpus, world, device)
+        world.finish()
+    except BaseException as err:
+        world.failed(err)  # the other ranks end at once, naming this one
+        raise
+    glog.info("caffe.cpp:250", "Optimization Done.")
+    return 0
+
+
+def _check_gpus(gpus):
+    missing = [g for g in gpus if not 0 <= g < _all_gpus()]
+    if missing:
+        raise UserError(f"-gpu {','.join(map(str, gpus))}: no CUDA device {missing[0]} here "
+                        f"({_all_gpus()} available to torch)")
+
+
+def _rank_device(gpus):
+    """This process's device: its rank's GPU of the list (distributed), the GPU, or the CPU."""
+    if not distributed.in_environment() or not gpus:
+        return devices.select(gpus)
+    local, ranks_here = distributed.local_rank(), distributed.local_world_size()
+    if len(gpus) < ranks_here or len(gpus) > ranks_here and len(gpus) != _all_gpus():
+        raise UserError(f"-gpu lists {len(gpus)} devices for the {ranks_here} processes on this "
+                        "machine: give one per process, or -gpu all")
+    return devices.select([gpus[local]])
+
+
+def _all_gpus():
+    return torch.cuda.device_count() if devices.cuda_available() else 0
+
+
+def _train(f, param, gpus, world, device):
     if gpus:
-        device = devices.select(gpus)
         glog.info("caffe.cpp:204", "Using GPUs " + ", ".join(map(str, gpus)))
-        glog.info("caffe.cpp:209", f"GPU {gpus[0]}: {devices.name(device)}")
-        param.device_id = gpus[0]
+        for gpu in gpus:
+            glog.info("caffe.cpp:209", f"GPU {gpu}: {torch.cuda.get_device_properties(gpu).name}")
+        param.device_id = gpus[world.local_rank]
     else:
         glog.info("caffe.cpp:197", "Use CPU.")
-        device = devices.select([])
+    if world.size > 1 and not gpus:
+        devices.use_all_cores(world.local_size)  # the machine's cores, shared by its ranks
     with SignalActions(f["sigint_effect"], f["sighup_effect"]) as signals:
         if f["snapshot"]:
             param.ClearField("weights")
@@ -148,6 +194,7 @@ def train(f):
         solver = SGDSolver(param, device, f["solver"])
         solver.request_action = signals.request
         try:
+            world.announce(solver)
             if f["snapshot"]:
                 glog.info("caffe.cpp:235", f"Resuming from {f['snapshot']}")
                 solver.restore(f["snapshot"])
@@ -155,8 +202,6 @@ def train(f):
             solver.solve()
         finally:
             solver.close()
-    glog.info("caffe.cpp:250", "Optimization Done.")
-    return 0
 
 
 def _net_for(f, phase, gpu_tag, cpu_tag):
@@ -274,6 +319,8 @@ def main(argv=None, program="caffe"):
     values, positional = parse(argv, FLAGS)
     if values["minloglevel"]:
         glog.configure(min_level=values["minloglevel"])
+    data.configure(workers=values["data_workers"] if values["data_workers"] >= 0 else None,
+                   stage=values["stage_data"] or None)
     if values["version"]:
         print(f"{program} version {VERSION} (SEP-Nets engine, torch {torch.__version__})")
         return 0

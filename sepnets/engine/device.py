@@ -8,10 +8,15 @@ import torch
 from sepnets.errors import UserError
 
 
-def use_all_cores():
-    """Caffe's OpenBLAS uses every core; so does the engine (torch may default to fewer)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    torch.set_num_threads(max(1, cores or 1))
+def available_cores():
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def use_all_cores(shares=1):
+    """Caffe's OpenBLAS uses every core; so does the engine (torch may default to fewer).
+    Several ranks on one machine (sepnets.engine.distributed) take `shares` equal parts."""
+    torch.set_num_threads(max(1, available_cores() // shares))
 
 
 def cuda_available():

@@ -73,6 +73,13 @@ def convert(flag, value):
                     f"{'bool' if flag.kind is bool else 'int32'} flag '{flag.name}'")
 
 
+def unparse(command, values, flags, **overrides):
+    """A command line giving `values` (the flags that differ from their defaults) again."""
+    values = dict(values, **overrides)
+    return [command] + [f"-{f.name}={str(values[f.name]).lower() if f.kind is bool else values[f.name]}"
+                        for f in flags if values[f.name] != f.default]
+
+
 def usage(program, message, flags):
     lines = [f"{program}: {message}", "", "  Flags:"]
     for f in flags:

@@ -30,7 +30,7 @@ import torch
 from sepnets import names
 from sepnets.caffe import files, glog, upgrade
 from sepnets.caffe.proto import caffe_pb2
-from sepnets.engine import lr_policy, updates
+from sepnets.engine import distributed, lr_policy, updates
 from sepnets.engine.net import Net
 from sepnets.errors import CaffeFileError, UserError
 
@@ -73,7 +73,7 @@ class Solver:
         glog.info("solver.cpp:45", "Initializing solver from parameters: \n"
                   + files.format_text(param))
         self._check()
-        self.seed = param.random_seed
+        self.seed = distributed.current().seed(param.random_seed)  # distributed: + rank
         if self.seed >= 0:
             torch.manual_seed(self.seed)
         self.net = self._train_net()
@@ -107,7 +107,7 @@ class Solver:
         if p.debug_info:
             glog.warning(None, "debug_info is not supported by the engine; ignored")
         lr_policy.check(p)
-        if p.snapshot:
+        if p.snapshot and distributed.current().is_root:  # Caffe probes on the root only
             probe = Path(names.snapshot(p.snapshot_prefix, 0, "tempfile"))
             try:
                 probe.write_bytes(b"")
@@ -190,6 +190,7 @@ class Solver:
         if resume_file:
             glog.info("solver.cpp:296", f"Restoring previous solver status from {resume_file}")
             self.restore(resume_file)
+        distributed.current().broadcast_parameters(self.net.learnable)  # rank 0's weights
         start_iter = self.iter
         self.step(self.param.max_iter - self.iter)
         p = self.param
@@ -220,6 +221,8 @@ class Solver:
             if (p.test_interval and self.iter % p.test_interval == 0
                     and (self.iter > 0 or p.test_initialization)):
                 self.test_all()
+                # distributed: rank 0 tested; its stop request (if any) holds for every rank
+                self.requested_early_exit = distributed.current().agree(self.requested_early_exit)
                 if self.requested_early_exit:
                     break
             display = p.display and self.iter % p.display == 0
@@ -238,7 +241,7 @@ class Solver:
                 last_display_iter = self.iter
                 self._log_outputs(self.net, "solver.cpp:258", "    Train net output")
             self.apply_update()
-            request = self.request_action()
+            request = distributed.current().share(self.request_action())  # rank 0's request
             if (p.snapshot and self.iter % p.snapshot == 0) or request == SNAPSHOT:
                 self.snapshot()
             if request == STOP:
@@ -287,10 +290,13 @@ class Solver:
         The seam for data-parallel training: Caffe's multi-GPU solver (parallel.cpp,
         P2PSync::on_gradients_ready) sums these over the solvers and scales them by
         1 / solver_count here, before ApplyUpdate clips, normalizes and regularizes them;
-        an all-reduce of this list (torch.distributed.all_reduce, then a division by the
-        world size) goes here and nowhere else."""
-        return [entry.tensor.grad if entry.tensor.grad is not None
-                else torch.zeros_like(entry.tensor) for entry in self.net.learnable]
+        the all-reduce of this list (sepnets.engine.distributed: torch.distributed.all_reduce,
+        then a division by the world size; lr_mult 0 blobs left out) is here and nowhere
+        else."""
+        grads = [entry.tensor.grad if entry.tensor.grad is not None
+                 else torch.zeros_like(entry.tensor) for entry in self.net.learnable]
+        distributed.current().reduce_gradients(self.net.learnable, grads)  # sum / N over ranks
+        return grads
 
     def apply_update(self):
         """Caffe's SGDSolver::ApplyUpdate, shared by every solver type."""
@@ -340,6 +346,8 @@ class Solver:
 
     # ---------------------------------------------------------------- testing
     def test_all(self):
+        if not distributed.current().is_root:
+            return  # only rank 0 tests (solver.cpp:214-216)
         for i in range(len(self.test_nets)):
             if self.requested_early_exit:
                 break
@@ -377,6 +385,8 @@ class Solver:
 
     # ---------------------------------------------------------------- snapshots
     def snapshot(self):
+        if not distributed.current().is_root:
+            return  # only rank 0 snapshots (solver.cpp:272-276, 421)
         model_file = names.snapshot(self.param.snapshot_prefix, self.iter, "caffemodel")
         glog.info("solver.cpp:464", f"Snapshotting to binary proto file {model_file}")
         files.write_model(model_file, self.net.to_model(), inputs=self.snapshot_inputs)

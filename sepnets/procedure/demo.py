@@ -5,10 +5,8 @@ logs/demo/."""
 import math
 import time
 
-import numpy as np
-
 from sepnets import names, paths
-from sepnets.caffe import db, files, netstate
+from sepnets.caffe import files, netstate
 from sepnets.caffe.db import iter_records
 from sepnets.deploy.evaluate import export_evaluated
 from sepnets.errors import UserError
@@ -51,24 +49,11 @@ def write_solver(ws, train_iters, test_records):
 def test_batches(train_val, size=100):
     """(images, labels) of every record of the net's TEST Data layer database, in key order,
     in batches of `size`, each record transformed as Caffe's TEST phase does (the engine's
-    DataTransformer)."""
-    from sepnets.engine.data import DataTransformer  # torch comes with the engine: only here
+    input pipeline: sepnets.engine.data.database_batches)."""
+    from sepnets.engine import data  # torch comes with the engine: only here
     layer = next(layer for layer in netstate.filter_net(files.read_net(train_val), "TEST").layer
                  if layer.type == "Data")
-    p, t = layer.data_param, layer.transform_param
-    first = db.datum_array(db.first_datum(p.source, p.backend), t.force_color, t.force_gray, p.source)
-    transform = DataTransformer(t, False, first.shape, np.random.default_rng(0), f"layer '{layer.name}'")
-    images, labels = [], []
-    for _, value in iter_records(p.source, p.backend):
-        datum = db.decode_datum(value, p.source)
-        images.append(np.empty(transform.output_shape(first.shape), np.float32))
-        transform(db.datum_array(datum, t.force_color, t.force_gray, p.source), images[-1])
-        labels.append(datum.label)
-        if len(images) == size:
-            yield np.stack(images), np.array(labels)
-            images, labels = [], []
-    if images:
-        yield np.stack(images), np.array(labels)
+    yield from data.database_batches(layer, size)
 
 
 def run(train_iters=TRAIN_ITERS, finetune_iters=FINETUNE_ITERS, sweep=SWEEP, engine="caffe",

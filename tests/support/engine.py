@@ -62,8 +62,24 @@ def _net_file(case, directory):
     return path
 
 
-def run_ours(case, model, weights, rng):
-    net = Net(net_state(files.read_net(model), case.phase), source=str(model))
+def prepare(case, directory):
+    """The case's prototxt and (random) caffemodel in `directory`, and the generator its
+    top diffs are drawn from next: (model, weights or None, rng)."""
+    rng = _rng(case.name)
+    model = _net_file(case, directory)
+    weights = None
+    if case.random_weights:
+        net = Net(net_state(files.read_net(model), case.phase), source=str(model))
+        _randomize(net, rng)
+        weights = directory / f"{case.name}.caffemodel"
+        files.write_model(weights, net.to_model())
+        net.close()
+    return model, weights, rng
+
+
+def run_ours(case, model, weights, rng, device=None):
+    """The case in the engine (on `device`, default the CPU): (results, top diffs used)."""
+    net = Net(net_state(files.read_net(model), case.phase), device=device, source=str(model))
     if weights:
         net.copy_trained_layers_from(str(weights))
     out = {}
@@ -120,15 +136,7 @@ def run_cases(cases, directory, stock):
 
 def _run_ours_job(case, directory, ours):
     """Runs `case` in the engine (appending its results to `ours`); returns stock's job."""
-    rng = _rng(case.name)
-    model = _net_file(case, directory)
-    weights = None
-    if case.random_weights:
-        net = Net(net_state(files.read_net(model), case.phase), source=str(model))
-        _randomize(net, rng)
-        weights = directory / f"{case.name}.caffemodel"
-        files.write_model(weights, net.to_model())
-        net.close()
+    model, weights, rng = prepare(case, directory)
     result, diffs = run_ours(case, model, weights, rng)
     ours.append(result)
     job = {"model": str(model), "phase": case.phase, "weights": str(weights) if weights else None,

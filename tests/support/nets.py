@@ -1,10 +1,13 @@
-"""Test helpers shared by several test modules: nets with Input layers instead of Data layers
-(no database needed) and stock pycaffe's view of nets (blob and parameter shapes, and a
-forward pass), several nets per pycaffe process to keep the suite fast."""
+"""Test helpers shared by several test modules (and the benchmarks): nets with Input layers
+instead of Data layers (no database needed) or with their TRAIN Data layer reading a given
+database; the conformance nets (LeNet, the authors' ResNet-20 and GoogLeNet stem, a SEP
+module); stock pycaffe's view of nets (blob and parameter shapes, and a forward pass),
+several nets per pycaffe process to keep the suite fast."""
 from sepnets.caffe import files
 from sepnets.caffe.proto import caffe_pb2
 from sepnets.nets import analysis
 from tests.support import pycaffe
+from tests.support.project import NETS
 
 
 def stock_nets(stock, specs, timeout=600):
@@ -29,6 +32,72 @@ def with_input_layers(src, dst, batch, image=None):
             new.input_param.shape.add(dim=[batch])
         else:
             out.layer.add().CopyFrom(layer)
+    files.write_text(dst, out)
+    return dst
+
+
+def with_input(src, dst, shape, cut_after=None, force_backward=False):
+    """`src` with its Data (or Input) layers replaced by one Input layer (data, label) of
+    `shape`, optionally cut after layer `cut_after`."""
+    net = files.read_net(src)
+    out = caffe_pb2.NetParameter(name=net.name, force_backward=force_backward)
+    data = out.layer.add(name="data", type="Input", top=["data", "label"])
+    data.input_param.shape.add(dim=shape)
+    data.input_param.shape.add(dim=shape[:1])
+    for layer in net.layer:
+        if layer.type in ("Data", "Input"):
+            continue
+        out.layer.add().CopyFrom(layer)
+        if layer.name == cut_after:
+            break
+    files.write_text(dst, out)
+    return str(dst)
+
+
+def conformance_nets(authors, directory, batch=None):
+    """(name, prototxt, input shape, classes) of the nets the engine is proven on: LeNet,
+    the authors' ResNet-20, their GoogLeNet through inception_3a, a SEP module (`batch`
+    overrides each one's test batch)."""
+    specs = [("lenet", None, (4, 1, 28, 28), 10), ("resnet20", None, (2, 3, 32, 32), 10),
+             ("sep_module", None, (2, 16, 8, 8), 10),
+             ("googlenet_inception_3a", "inception_3a/output", (1, 3, 64, 64), 1000)]
+    sources = {"lenet": NETS / "engine" / "lenet.prototxt",
+               "sep_module": NETS / "engine" / "sep_module.prototxt",
+               "resnet20": authors / "resnet20_relu_msra_cifar10.prototxt",
+               "googlenet_inception_3a": authors / "googlenet_train_val.prototxt"}
+    out = []
+    for name, cut, shape, classes in specs:
+        shape = (batch or shape[0],) + shape[1:]
+        if name in ("lenet", "sep_module") and batch is None:
+            path = str(sources[name])
+        else:
+            path = with_input(sources[name], directory / f"{name}.prototxt", list(shape),
+                              cut_after=cut, force_backward=cut is not None)
+        out.append((name, path, shape, classes))
+    return out
+
+
+def with_data_layer(src, dst, source, batch, transform, backend=caffe_pb2.DataParameter.LMDB):
+    """`src`'s TRAIN net with its Data layer (one is added to an Input-fed net) reading
+    `source` at `batch`, with the TransformationParameter `transform`."""
+    net = files.read_net(src)
+    out = caffe_pb2.NetParameter()
+    out.CopyFrom(net)
+    del out.layer[:]
+    if not any(layer.type == "Data" for layer in net.layer):
+        out.layer.add(name="data", type="Data", top=["data", "label"])
+    for layer in net.layer:
+        if layer.type == "Input" or any(rule.phase == caffe_pb2.TEST for rule in layer.include):
+            continue
+        out.layer.add().CopyFrom(layer)
+    for layer in out.layer:
+        if layer.type == "Data":
+            layer.ClearField("image_data_param")
+            layer.data_param.source = str(source)
+            layer.data_param.backend = backend
+            layer.data_param.batch_size = batch
+            layer.transform_param.Clear()
+            layer.transform_param.MergeFrom(transform)
     files.write_text(dst, out)
     return dst
 

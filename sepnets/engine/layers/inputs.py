@@ -1,13 +1,14 @@
 """Layers that make the net's data: Input (set by the caller), DummyData (fillers), Data
-(LevelDB/LMDB records through Caffe's DataTransformer), ImageData (an image list decoded by
-OpenCV, through the same transformer) and MemoryData (arrays handed over from Python, as
-pycaffe's set_input_arrays does). HDF5Data is in sepnets.engine.layers.hdf5."""
+(LevelDB/LMDB records) and ImageData (an image list decoded by OpenCV), both through the one
+input pipeline (sepnets.engine.data: worker processes, Caffe's DataTransformer), and
+MemoryData (arrays handed over from Python, as pycaffe's set_input_arrays does). HDF5Data is
+in sepnets.engine.layers.hdf5."""
 import numpy as np
 import torch
 
 from sepnets.caffe import db, glog
 from sepnets.caffe.proto import caffe_pb2
-from sepnets.engine import data, fillers
+from sepnets.engine import data, fillers, records
 from sepnets.engine.layers.base import Layer, register
 from sepnets.errors import UserError
 
@@ -69,18 +70,22 @@ class DummyData(Layer):
 
 
 class Prefetching(Layer):
-    """Data and ImageData: batches made by a data.BatchLoader on a background thread."""
+    """Data and ImageData: one input pipeline (sepnets.engine.data) over the layer's record
+    source (sepnets.engine.records), batches made ahead of use."""
     MAKES_DATA = True
     NUM_BOTTOMS = 0
 
-    def start(self, records, batch_size, depth):
-        seed = self.ctx.seed if self.ctx.seed >= 0 else None
-        self.loader = data.BatchLoader(records, self.param.transform_param, batch_size,
-                                       self.train, self.rng(seed), f"layer '{self.name}' "
-                                       f"({self.TYPE})", depth)
+    def start(self, records, batch_size):
+        """Batches of `records`, the transform's random choices drawn from the layer's seed
+        (the solver's random_seed + rank)."""
+        self.loader = data.batches(records, self.param, batch_size, self.train,
+                                   self.rng(self.seed()), self.ctx.device)
         if tuple(self.loader.shape) != tuple(self.top_shapes[0]):
             self.fail(f"data shape {self.loader.shape} differs from the inferred "
                       f"{self.top_shapes[0]}")
+
+    def seed(self):
+        return self.ctx.seed if self.ctx.seed >= 0 else None
 
     @staticmethod
     def rng(seed):
@@ -88,11 +93,7 @@ class Prefetching(Layer):
 
     def forward(self, bottoms):
         batch, labels = self.loader.next()
-        device = self.ctx.device
-        tops = [torch.from_numpy(batch).to(device, non_blocking=True)]
-        if len(self.param.top) > 1:
-            tops.append(torch.from_numpy(labels).to(device, non_blocking=True))
-        return tops
+        return [batch, labels][:len(self.param.top)]
 
     def close(self):
         self.loader.close()
@@ -118,7 +119,7 @@ class Data(Prefetching):
         backend = "lmdb" if p.backend == caffe_pb2.DataParameter.LMDB else "leveldb"
         glog.info(f"db_{backend}.cpp:{35 if backend == 'lmdb' else 18}",
                   f"Opened {backend} {p.source}")
-        self.start(data.DatumRecords(self.param), p.batch_size, p.prefetch)
+        self.start(records.DatumSource.of_this_rank(self.param, self.train), p.batch_size)
         glog.info("data_layer.cpp:45", "output data size: " + ",".join(map(str, self.loader.shape)))
 
 
@@ -126,9 +127,11 @@ class Data(Prefetching):
 class ImageData(Prefetching):
     """Caffe's ImageDataLayer: `path label` lines of image_data_param.source, each image read
     from root_folder + path by OpenCV (colour as BGR, or grayscale with is_color: false),
-    resized to new_height x new_width when both are given, then transform_param's
-    transformation. shuffle and rand_skip draw from the engine's generator (seeded by the
-    solver's random_seed), not Caffe's, so their orders differ from stock Caffe's."""
+    resized to new_height x new_width when both are given (records.ImageListSource), then
+    transform_param's transformation, through the Data layer's pipeline (worker processes,
+    the GPU transform). shuffle and rand_skip draw from the engine's generator (seeded by the
+    solver's random_seed + rank), not Caffe's, so their orders differ from stock Caffe's;
+    every rank reads the whole list, as in Caffe (no Skip)."""
     TYPE = "ImageData"
     PARAMS = ("image_data_param", "transform_param")
     # scale, mean_file, crop_size and mirror of image_data_param are the deprecated fields
@@ -141,9 +144,9 @@ class ImageData(Prefetching):
     @classmethod
     def source_shapes(cls, param):
         p = param.image_data_param
-        first = data.read_image_list(p.source)[0][0]
-        channels, height, width = data.read_image(p.root_folder + first, p.new_height,
-                                                  p.new_width, p.is_color).shape
+        first = records.read_image_list(p.source)[0][0]
+        height, width, channels = records.read_image(p.root_folder + first, p.new_height,
+                                                     p.new_width, p.is_color).shape
         crop = param.transform_param.crop_size
         if crop:
             height = width = crop
@@ -154,11 +157,12 @@ class ImageData(Prefetching):
         if (p.new_height == 0) != (p.new_width == 0):
             self.fail("Current implementation requires new_height and new_width to be set at "
                       "the same time.")
-        seed = self.ctx.seed if self.ctx.seed >= 0 else None
+        seed = self.seed()
         # the list's order draws from its own stream (Caffe: prefetch_rng_, apart from the
         # transformer's)
-        records = data.ImageRecords(self.param, self.rng(None if seed is None else (seed, 1)))
-        self.start(records, p.batch_size, self.param.data_param.prefetch)
+        lines = records.ImageListSource(self.param, self.rng(None if seed is None else (seed, 1)),
+                                        self.train)
+        self.start(lines, p.batch_size)
         glog.info("image_data_layer.cpp:90", "output data size: "
                   + ",".join(map(str, self.loader.shape)))
 
