@@ -41,19 +41,27 @@ def canonical_axis(layer, axis, ndim):
     return axis % ndim if ndim else 0
 
 
-def _spatial(layer, values, h, w, default, n):
+def _spatial(layer, what, values, hw, default, n):
     """Caffe's kernel/pad/stride/dilation rule (base_conv_layer.cpp:34-104): once, once per
-    spatial axis, or *_h/*_w."""
-    if h is not None:
-        if n != 2:
-            _fail(layer, "*_h/*_w can only be used for 2-D convolution")
-        return [h, w]
+    spatial axis, or *_h/*_w (hw: their values when either is set, the other then 0 as
+    caffe.proto's default)."""
     values = list(values)
+    if hw is not None:
+        if n != 2:
+            _fail(layer, f"{what}_h/{what}_w can only be used for 2-D convolution")
+        if values:
+            _fail(layer, f"either {what} or {what}_h/{what}_w should be specified; not both")
+        return list(hw)
     if not values:
         return [default] * n
     if len(values) not in (1, n):
-        _fail(layer, f"give a size once or once per spatial axis ({n}), not {len(values)} times")
+        _fail(layer, f"give {what} once or once per spatial axis ({n}), not {len(values)} times")
     return values * n if len(values) == 1 else values
+
+
+def _hw(p, name):
+    h, w = f"{name}_h", f"{name}_w"
+    return (getattr(p, h), getattr(p, w)) if p.HasField(h) or p.HasField(w) else None
 
 
 def conv_kernel(layer, n_spatial=None):
@@ -62,9 +70,7 @@ def conv_kernel(layer, n_spatial=None):
     p = layer.convolution_param
     if n_spatial is None:
         n_spatial = len(p.kernel_size) if len(p.kernel_size) > 1 else 2
-    has = p.HasField
-    kernel = _spatial(layer, p.kernel_size, p.kernel_h if has("kernel_h") else None,
-                      p.kernel_w if has("kernel_w") else None, None, n_spatial)
+    kernel = _spatial(layer, "kernel_size", p.kernel_size, _hw(p, "kernel"), None, n_spatial)
     if None in kernel or min(kernel) <= 0:
         _fail(layer, "kernel size must be given and nonzero")
     return kernel
@@ -73,13 +79,10 @@ def conv_kernel(layer, n_spatial=None):
 def conv_geometry(layer, n_spatial):
     """(kernel, stride, pad, dilation) of a convolution, one entry per spatial axis each."""
     p = layer.convolution_param
-    has = p.HasField
     kernel = conv_kernel(layer, n_spatial)
-    stride = _spatial(layer, p.stride, p.stride_h if has("stride_h") else None,
-                      p.stride_w if has("stride_w") else None, 1, n_spatial)
-    pad = _spatial(layer, p.pad, p.pad_h if has("pad_h") else None,
-                   p.pad_w if has("pad_w") else None, 0, n_spatial)
-    dilation = _spatial(layer, p.dilation, None, None, 1, n_spatial)
+    stride = _spatial(layer, "stride", p.stride, _hw(p, "stride"), 1, n_spatial)
+    pad = _spatial(layer, "pad", p.pad, _hw(p, "pad"), 0, n_spatial)
+    dilation = _spatial(layer, "dilation", p.dilation, None, 1, n_spatial)
     return kernel, stride, pad, dilation
 
 
@@ -91,10 +94,14 @@ def _convolution(layer, bottoms, deconv=False):
     if n_spatial < 1:
         _fail(layer, f"input {shape} has no spatial axes after the channel axis")
     kernel, stride, pad, dilation = conv_geometry(layer, n_spatial)
+    if min(stride) <= 0:
+        _fail(layer, "stride dimensions must be nonzero")
     channels = shape[axis]
     group = p.group
     if p.num_output <= 0:
         _fail(layer, "num_output must be positive")
+    if group <= 0:
+        _fail(layer, "group must be positive")
     if channels % group or p.num_output % group:
         _fail(layer, f"group {group} must divide input channels {channels} and "
                      f"num_output {p.num_output}")
@@ -139,6 +146,13 @@ def _pooling(layer, bottoms):
     sh, sw = (p.stride_h, p.stride_w) if p.HasField("stride_h") else (p.stride, p.stride)
     if p.global_pooling and (ph or pw or sh != 1 or sw != 1):
         _fail(layer, "with global_pooling: true only pad = 0 and stride = 1")
+    # pooling_layer.cpp:50-75; a zero stride Caffe divides by
+    if kh <= 0 or kw <= 0:
+        _fail(layer, "filter dimensions cannot be zero")
+    if sh <= 0 or sw <= 0:
+        _fail(layer, "stride dimensions must be nonzero")
+    if (ph or pw) and (ph >= kh or pw >= kw):
+        _fail(layer, f"pad {ph}x{pw} must be smaller than the kernel {kh}x{kw}")
     rnd = math.floor if p.round_mode == p.FLOOR else math.ceil
     out_h = int(rnd((h + 2 * ph - kh) / sh)) + 1
     out_w = int(rnd((w + 2 * pw - kw) / sw)) + 1
@@ -378,6 +392,71 @@ for _t in ("ReLU", "Sigmoid", "TanH", "ELU", "AbsVal", "Power", "Exp", "Log", "B
 # Layers whose tops come from a database (their shape needs a record or a given shape).
 DATA_LAYERS = {"Data", "ImageData", "HDF5Data", "MemoryData", "WindowData"}
 
+# Caffe's Layer::CheckBlobCounts (layer.hpp:359): (bottoms, tops) each an exact count or
+# (min, max), max None for any number, from each layer's Exact/Min/MaxNum*Blobs.
+ONE = (1, 1)
+BLOB_COUNTS = {
+    "Convolution": ((1, None), (1, None)), "Deconvolution": ((1, None), (1, None)),
+    "Pooling": (ONE, (1, 2)), "InnerProduct": (ONE, ONE), "BatchNorm": (ONE, ONE),
+    "Scale": ((1, 2), ONE), "Bias": ((1, 2), ONE), "Eltwise": ((2, None), ONE),
+    "Concat": ((1, None), ONE), "Slice": (ONE, (1, None)), "Split": (ONE, (1, None)),
+    "Flatten": (ONE, ONE), "Reshape": (ONE, ONE), "Input": ((0, 0), (1, None)),
+    "DummyData": ((0, 0), (1, None)), "ArgMax": (ONE, ONE), "Silence": ((1, None), (0, 0)),
+    "SoftmaxWithLoss": ((2, 2), (1, 2)), "EuclideanLoss": ((2, 2), ONE),
+    "SigmoidCrossEntropyLoss": ((2, 2), ONE), "HingeLoss": ((2, 2), ONE),
+    "MultinomialLogisticLoss": ((2, 2), ONE), "InfogainLoss": ((2, 3), (1, 2)),
+    "Accuracy": ((2, 2), (1, 2)),
+}
+for _t in DATA_LAYERS:
+    BLOB_COUNTS[_t] = ((0, 0), (1, 2))
+for _t, _rule in SHAPE_RULES.items():
+    if _rule is _same and _t != "Split":
+        BLOB_COUNTS.setdefault(_t, (ONE, ONE))
+BLOB_COUNTS["PReLU"] = (ONE, ONE)
+INT_MAX = 2 ** 31 - 1
+
+
+def check_counts(layer):
+    """Caffe's Layer::CheckBlobCounts for the types BLOB_COUNTS knows (others pass)."""
+    if layer.type not in BLOB_COUNTS:
+        return
+    for what, (low, high), given in (("bottom", BLOB_COUNTS[layer.type][0], len(layer.bottom)),
+                                     ("top", BLOB_COUNTS[layer.type][1], len(layer.top))):
+        if given < low or high is not None and given > high:
+            want = str(low) if low == high else f"{low} or more" if high is None else f"{low} to {high}"
+            _fail(layer, f"takes {want} {what} blob(s), {given} given")
+    if layer.type in ("Convolution", "Deconvolution") and len(layer.top) != len(layer.bottom):
+        _fail(layer, f"takes one top per bottom ({len(layer.bottom)} bottoms, {len(layer.top)} tops)")
+
+
+def check_blob(layer, shape, what):
+    """Caffe's Blob::Reshape checks (blob.cpp:22): no negative dimension, at most INT_MAX values."""
+    if any(d < 0 for d in shape):
+        _fail(layer, f"{what} shape {tuple(shape)} has a negative dimension")
+    count = math.prod(shape)
+    if count > INT_MAX:
+        _fail(layer, f"{what} shape {tuple(shape)} holds {count:,} values: blob size exceeds "
+                     f"INT_MAX ({INT_MAX:,})")
+
+
+def wiring(net):
+    """Caffe's Net::Init blob bookkeeping (net.cpp:382-433) for a phase-filtered net, without
+    shapes: every bottom made by an earlier layer; a top made once, unless it is in place
+    (the same name as the bottom at its index). Returns {top: index of the layer making it}."""
+    made = {}
+    for index, layer in enumerate(net.layer):
+        for i, name in enumerate(layer.bottom):
+            if name not in made:
+                raise ShapeError(f"layer '{layer.name}' ({layer.type}): unknown bottom blob "
+                                 f"'{name}' (no earlier layer makes it; bottom {i})")
+        for i, name in enumerate(layer.top):
+            in_place = i < len(layer.bottom) and layer.bottom[i] == name
+            if name in made and not in_place:
+                raise ShapeError(f"layer '{layer.name}' ({layer.type}): top blob '{name}' "
+                                 "produced by multiple sources")
+            made[name] = index
+    return made
+
 
 def infer(net, data_shapes=None):
     """Shapes of every layer of a phase-filtered NetParameter.
@@ -391,10 +470,9 @@ def infer(net, data_shapes=None):
         if layer.type not in CAFFE_LAYER_TYPES:
             raise ShapeError(f"layer '{layer.name}': unknown layer type '{layer.type}' "
                              "(not a Caffe 1.0 layer)")
-        missing = [b for b in layer.bottom if b not in blobs]
-        if missing:
-            raise ShapeError(f"layer '{layer.name}' ({layer.type}): unknown bottom blob "
-                             f"'{missing[0]}' (no earlier layer makes it)")
+    wiring(net)
+    for layer in net.layer:
+        check_counts(layer)
         bottoms = [blobs[b] for b in layer.bottom]
         kernel = None
         if layer.type in DATA_LAYERS:
@@ -414,7 +492,10 @@ def infer(net, data_shapes=None):
             raise ShapeError(f"layer '{layer.name}' ({layer.type}): {len(layer.top)} tops "
                              f"given, {len(tops)} expected")
         for name, shape in zip(layer.top, tops):
+            check_blob(layer, shape, f"top '{name}'")
             blobs[name] = tuple(shape)
+        for i, shape in enumerate(params):
+            check_blob(layer, shape, f"parameter {i}")
         result.append(LayerShapes(layer.name, layer.type, list(layer.bottom), list(layer.top),
                                   [tuple(t) for t in tops], [tuple(p) for p in params],
                                   int(macs), kernel))
