@@ -2,11 +2,13 @@
 device_query, with the same flags and the same log lines."""
 import signal
 import sys
+from contextlib import contextmanager
 
 import numpy as np
 import torch
 
-from sepnets.caffe import glog
+from sepnets import names
+from sepnets.caffe import glog, runlock, snapshots
 from sepnets.caffe.proto import caffe_pb2
 from sepnets.engine import device as devices
 from sepnets.engine import timing
@@ -139,7 +141,8 @@ def train(f):
     else:
         glog.info("caffe.cpp:197", "Use CPU.")
         device = devices.select([])
-    with SignalActions(f["sigint_effect"], f["sighup_effect"]) as signals:
+    with holding_prefix(param.snapshot_prefix), \
+            SignalActions(f["sigint_effect"], f["sighup_effect"]) as signals:
         if f["snapshot"]:
             param.ClearField("weights")
         elif f["weights"]:
@@ -149,6 +152,7 @@ def train(f):
         solver.request_action = signals.request
         try:
             if f["snapshot"]:
+                check_resumable(solver, f["snapshot"])
                 glog.info("caffe.cpp:235", f"Resuming from {f['snapshot']}")
                 solver.restore(f["snapshot"])
             glog.info("caffe.cpp:239", "Starting Optimization")
@@ -157,6 +161,31 @@ def train(f):
             solver.close()
     glog.info("caffe.cpp:250", "Optimization Done.")
     return 0
+
+
+@contextmanager
+def holding_prefix(prefix):
+    """One training per snapshot prefix (sepnets.caffe.runlock on names.snapshot_lock): a
+    second one stops at once naming the first's PID. Holding it, the temporary files an
+    interrupted snapshot of this prefix left are removed. No lock where the prefix's
+    directory does not exist or its names are too long: nothing can be written there."""
+    lock = names.snapshot_lock(prefix)
+    if not lock.parent.is_dir() or len(lock.name.encode()) > names.NAME_MAX:
+        yield     # no snapshot of this prefix can be written (the write probe says why)
+        return
+    with runlock.exclusive(lock, f"snapshot prefix {prefix}"):
+        snapshots.remove_temps(prefix, lambda message: glog.warning(None, message))
+        yield
+
+
+def check_resumable(solver, state_file):
+    """The snapshot and its caffemodel checked as the pipeline checks them
+    (sepnets.caffe.snapshots: parse, iteration, history count for the solver type, blob
+    shapes) against the engine's own net: one line saying what is wrong."""
+    net = solver.net
+    blobs = snapshots.NetBlobs([tuple(entry.tensor.shape) for entry in net.learnable],
+                               {name: list(layer.blob_shapes) for name, layer in net.layers.items()})
+    snapshots.check_resume(state_file, blobs, solver.param.type or "SGD")
 
 
 def _net_for(f, phase, gpu_tag, cpu_tag, fuse=True):
