@@ -4,7 +4,8 @@ The generators (tests/support/fuzz.py) mutate real files - net prototxts, solver
 caffemodels, packed pattern files, training logs, solverstates - and each input goes to the
 commands that read it, run in this process as their scripts run them (sepnets.errors.cli):
 netinfo, fix_pattern, quant_pattern (with --pack), unpack_pattern, plot_log and the engine's
-`caffe` command (time, test, train), and to the snapshot check of sepnets.caffe.snapshots.
+`caffe` command (time, test, train), and to the readers of mean files (files.read_blobproto)
+and of snapshot pairs (the resume check of sepnets.caffe.snapshots).
 The property: a result, or the project's one-line error (exit 2) - never another exception,
 and never more than DEADLINE for one input.
 
@@ -23,6 +24,7 @@ from sepnets.caffe import files, snapshots
 from sepnets.caffe.proto import caffe_pb2
 from sepnets.cli import fix_pattern, netinfo, plot_log, quant_pattern, unpack_pattern
 from sepnets.engine import commands
+from sepnets.errors import CaffeFileError
 from tests.support import fuzz
 from tests.support.models import model_for
 from tests.support.project import NETS, run_command
@@ -122,4 +124,19 @@ def test_solverstates(scratch):
         state.write_bytes(data)
         problem = snapshots.pair_problem(state, model, blobs, solver_type)
         assert problem is None or isinstance(problem, str) and "\n" not in problem
+    run()
+
+
+def test_binaryprotos(scratch):
+    """Mean files through files.read_blobproto: an array, or a CaffeFileError."""
+    path = scratch / "mean.binaryproto"
+
+    @bounded(400)
+    @given(fuzz.binaryproto_bytes())
+    def run(data):
+        path.write_bytes(data)
+        try:
+            assert isinstance(files.read_blobproto(path), np.ndarray)
+        except CaffeFileError as err:
+            assert "\n" not in str(err)
     run()

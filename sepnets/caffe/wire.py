@@ -160,19 +160,24 @@ INT_MAX = 2 ** 31 - 1
 
 def check_dims(dims, offset):
     """Caffe's Blob::Reshape checks (blob.cpp:22): at most 32 axes, no negative dim, and no
-    more than INT_MAX values."""
+    more than INT_MAX values. Stricter in one corner: Caffe stops checking after a 0
+    dimension, here the other dimensions too must multiply to at most INT_MAX (numpy cannot
+    hold an empty array of (0, 2^31-1, 2^31-1, 2^31-1))."""
     if len(dims) > MAX_AXES:
         raise WireError(offset, f"blob has {len(dims)} axes; Caffe allows at most {MAX_AXES}")
-    count = 1
+    nonzero = 1
     for d in dims:
         if d < 0:
             raise WireError(offset, f"blob shape {tuple(dims)} has a negative dimension")
         if d > INT_MAX:
             raise WireError(offset, f"blob shape {tuple(dims)}: a dimension exceeds INT_MAX")
-        count *= d
-    if count > INT_MAX:
+        nonzero *= d or 1
+    if nonzero > INT_MAX:
+        count = math.prod(dims)
         raise WireError(offset, f"blob shape {tuple(dims)} holds {count:,} values, more than "
-                                f"Caffe's limit of INT_MAX ({INT_MAX:,})")
+                                f"Caffe's limit of INT_MAX ({INT_MAX:,})" if count else
+                        f"blob shape {tuple(dims)}: its nonzero dimensions multiply to more than "
+                        "INT_MAX")
 
 
 def _varint_bytes(v):

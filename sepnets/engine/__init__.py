@@ -12,6 +12,7 @@ run the paper's prototxts on today's hardware. Command line: `python -m sepnets.
     fillers     Caffe's seven fillers
     data        the Data layer's reading and transforming (a prefetch thread)
     device      CPU/CUDA placement and memory layout
+    memory      whether a net fits the device's free memory, before anything is allocated
     timing      `time`'s per-layer timing
 
     from sepnets.engine import Net

@@ -33,7 +33,7 @@ def check_offset(value, flag="--offset"):
     smaller one is stored as a subnormal or as 0, a larger one as inf)."""
     single = np.float32(value) if math.isfinite(value) and abs(value) <= LARGEST else np.float32(np.inf)
     if not (value > 0 and np.isfinite(single) and single >= SMALLEST):
-        raise UserError(f"{flag} {value!r}: the offset must be a positive number that float32 holds "
+        raise UserError(f"{flag} {value:g}: the offset must be a positive number that float32 holds "
                         f"as a normal number ({SMALLEST:.6g} to {LARGEST:.6g}; the authors used "
                         "0.02 to 0.09)")
     return value

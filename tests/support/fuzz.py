@@ -394,6 +394,20 @@ def _replace_number(draw, line):
 
 
 @st.composite
+def binaryproto_bytes(draw):
+    """A mean file (legacy 1 x C x H x W BlobProto, as compute_image_mean writes it) or a
+    shaped blob, with hostile dims or damaged bytes."""
+    if draw(st.booleans()):
+        dims = draw(st.lists(st.sampled_from(HOSTILE_INTS + (0, 1, 2, 3, 4)), max_size=5))
+        count = math.prod(dims) if dims and all(0 <= d < 64 for d in dims) else draw(st.integers(0, 8))
+        return blob_bytes(dims if draw(st.booleans()) else None,
+                          None if draw(st.booleans()) else (dims + [None] * 4)[:4],
+                          np.zeros(count, "<f4").tobytes(), draw(st.booleans()))
+    mean = np.arange(48, dtype=np.float32).reshape(1, 3, 4, 4)
+    return mutate_bytes(draw, b"".join(bytes(p) for p in wire.encode_blob(mean, legacy=True)))
+
+
+@st.composite
 def solverstate_bytes(draw, history):
     """A .solverstate with `history` blobs, damaged: iteration, learned_net, history blobs
     removed, added or reshaped, or bytes flipped or cut off."""
