@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis.configuration import set_hypothesis_home_dir
 
 from sepnets.caffe import files, snapshots
 from sepnets.caffe.proto import caffe_pb2
@@ -46,6 +47,8 @@ def bounded(count):
 
 @pytest.fixture(scope="module")
 def scratch(tmp_path_factory):
+    # hypothesis caches what it learns of the source in its home directory: not the checkout
+    set_hypothesis_home_dir(tmp_path_factory.mktemp("hypothesis"))
     return tmp_path_factory.mktemp("fuzz")
 
 
