@@ -69,23 +69,23 @@ def inputs(kind, d):
     """(strategy, file name, inputs in `make test`, the commands an input goes to: a function
     of its path giving [(main, argv)])."""
     return {
-        "net": (fuzz.net_texts(), "net.prototxt", 250, lambda p: [
+        "net": (fuzz.net_texts(), "net.prototxt", 400, lambda p: [
             (netinfo.main, [p]), (netinfo.main, [p, "--phase", "TRAIN", "--json"]),
             (fix_pattern.main, ["--net", p, "--filter", "kxk", "--out-dir", d]),
             (commands.main, ["time", "-model", p, "-iterations", "1"])]),
-        "solver": (fuzz.solver_texts(LENET, d / "snap"), "solver.prototxt", 40, lambda p: [
+        "solver": (fuzz.solver_texts(LENET, d / "snap"), "solver.prototxt", 60, lambda p: [
             (fix_pattern.main, ["--net", LENET, "--solver", p, "--filter", "5x5", "--out-dir", d]),
             (commands.main, ["train", "-solver", p])]),
-        "caffemodel": (fuzz.caffemodel_bytes(), "m.caffemodel", 500, lambda p: [
+        "caffemodel": (fuzz.caffemodel_bytes(), "m.caffemodel", 700, lambda p: [
             (quant_pattern.main, ["--model", p, "--filter", "kxk", "--offset", "0.05", "--output",
                                   d / "q.caffemodel", "--pack", d / "q.pack"]),
             (quant_pattern.main, ["--model", p, "--filter", "3x3", "--scale", "mean", "--net",
                                   fuzz.MODEL_NET, "--output", d / "q.caffemodel"]),
             (netinfo.main, [fuzz.MODEL_NET, "--weights", p]),
             (commands.main, ["test", "-model", fuzz.MODEL_NET, "-weights", p, "-iterations", "1"])]),
-        "packed": (fuzz.packed_bytes(), "m.pack", 800, lambda p: [
+        "packed": (fuzz.packed_bytes(), "m.pack", 1000, lambda p: [
             (unpack_pattern.main, [p, d / "u.caffemodel"])]),
-        "log": (fuzz.log_texts(), "train.log", 600, lambda p: [
+        "log": (fuzz.log_texts(), "train.log", 800, lambda p: [
             (plot_log.main, [p, "--csv", d / "curves"])]),
     }[kind]
 
@@ -121,7 +121,7 @@ def test_solverstates(scratch):
                                             lambda shape: np.zeros(shape, np.float32), "TRAIN"))
     state = scratch / "s_iter_10.solverstate"
 
-    @bounded(600)
+    @bounded(800)
     @given(fuzz.solverstate_bytes(history), st.sampled_from(sorted(snapshots.HISTORY_PER_BLOB)))
     def run(data, solver_type):
         state.write_bytes(data)
@@ -134,7 +134,7 @@ def test_binaryprotos(scratch):
     """Mean files through files.read_blobproto: an array, or a CaffeFileError."""
     path = scratch / "mean.binaryproto"
 
-    @bounded(400)
+    @bounded(600)
     @given(fuzz.binaryproto_bytes())
     def run(data):
         path.write_bytes(data)
