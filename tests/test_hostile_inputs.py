@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 import pytest
+import torch
 from google.protobuf import text_format
 
 from sepnets import names
@@ -28,7 +29,7 @@ from sepnets.cli import (
     quant_pattern,
     unpack_pattern,
 )
-from sepnets.engine import commands
+from sepnets.engine import commands, memory
 from sepnets.errors import CaffeFileError
 from sepnets.patterns import pack
 from tests.support import synthlog
@@ -284,14 +285,17 @@ def test_engine_layer_set_up_and_memory(tmp_path, monkeypatch):
                                                                    "num_output", 1000000000), "huge.prototxt")
     one_line_error(engine(["time", "-model", huge, "-iterations", "1"], tmp_path, monkeypatch),
                    "layer 'ip1' (InnerProduct)", "blob size exceeds INT_MAX")
-    # every blob within INT_MAX, together hundreds of GB: refused before anything is allocated
+    # every blob within INT_MAX, together twice the free memory: refused before allocating
+    per_layer = 4 * (3 * 2 * 2000000000 + 2 * 2000000000)   # weights + bias x3, top x2 (training)
+    count = 2 * memory.available_bytes(torch.device("cpu")) // per_layer + 1
     wide = tmp_path / "wide.prototxt"
     wide.write_text('layer { name: "in" type: "Input" top: "x" input_param { shape { dim: 1 dim: 1 } } }\n'
                     + "".join(f'layer {{ name: "ip{i}" type: "InnerProduct" bottom: "x" top: "y{i}" '
-                              'inner_product_param { num_output: 2000000000 } }\n' for i in range(3)))
+                              'inner_product_param { num_output: 2000000000 } }\n' for i in range(count)))
     start = time.monotonic()
     out = engine(["time", "-model", wide, "-iterations", "1"], tmp_path, monkeypatch)
-    one_line_error(out, f"{wide}: the net needs about 192.0 GB for its blobs", "training", "available")
+    need = (per_layer * count + 4 * 2 * 1) / 1e9
+    one_line_error(out, f"{wide}: the net needs about {need:,.1f} GB for its blobs", "training", "available")
     assert time.monotonic() - start < 10
 
 
