@@ -239,6 +239,26 @@ def test_a_top_made_twice_is_refused_as_caffe_refuses_it(stock, tmp_path):
     assert out.returncode != 0 and "Top blob 'pool1' produced by multiple sources" in out.stderr
 
 
+def test_a_missing_required_field_is_refused_as_caffe_refuses_it(stock, tmp_path):
+    """clip_param's min and max are caffe.proto's only required fields: protobuf reads the
+    text without them, then cannot write the message; Caffe's parser refuses the file."""
+    path = tmp_path / "clip.prototxt"
+    path.write_text('layer { name: "in" type: "Input" top: "x" input_param { shape { dim: 1 } } }\n'
+                    'layer { name: "c" type: "Clip" bottom: "x" top: "y" clip_param { min: 0 } }\n')
+    one_line_error(run_command(netinfo.main, [str(path)]),
+                   "missing required field(s): layer[1].clip_param.max")
+    out = stock.run_caffe(["time", "-model", path, "-iterations", "1"], check=False)
+    assert out.returncode != 0 and "Message missing required fields: layer[1].clip_param.max" in out.stderr
+
+
+def test_a_path_with_a_nul_character(tmp_path, monkeypatch):
+    solver = tmp_path / "solver.prototxt"
+    solver.write_text(f'net: "{LENET}" base_lr: 0.01 lr_policy: "fixed" max_iter: 1 snapshot: 1 '
+                      f'snapshot_prefix: "{tmp_path}/a\\000b"')
+    one_line_error(engine(["train", "-solver", solver], tmp_path, monkeypatch),
+                   "field snapshot_prefix holds a NUL character")
+
+
 @pytest.mark.parametrize("where", ["name", "type"])
 def test_a_layer_name_or_type_that_is_not_utf8(tmp_path, where):
     model = valid_model()

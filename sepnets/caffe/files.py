@@ -179,6 +179,10 @@ def parse_text(path, message, text=None):
         # protobuf prefixes "line:col : " and sometimes the quoted line; keep the problem only
         problem = re.sub(r"^'.*?': ", "", re.sub(r"^\d+:\d+ : ", "", str(err)))
         raise CaffeFileError(f"{path}:{line}:{col}" if line else path, problem) from None
+    if not message.IsInitialized():  # Caffe's TextFormat::Parse refuses it too
+        raise CaffeFileError(path, "missing required field(s): "
+                                   + ", ".join(message.FindInitializationErrors()))
+    check_text(path, message)
     return message
 
 
@@ -212,12 +216,19 @@ def _binary(path, data, what):
                                    "supported (snapshot_format: BINARYPROTO)")
 
 
-def _from_string(path, cls, data, offset=0):
+def parse_binary(path, cls, data, offset=0):
+    """Binary protobuf bytes -> a `cls` message; damaged bytes, or a message that lacks one
+    of caffe.proto's required fields (protobuf parses it, and then cannot write it back),
+    are a CaffeFileError naming the byte offset."""
     try:
-        return cls.FromString(data)
+        message = cls.FromString(data)
     except DecodeError as err:
         raise CaffeFileError(path, f"corrupt or truncated {cls.DESCRIPTOR.name} near byte "
                                    f"{offset}: {err}") from None
+    if not message.IsInitialized():
+        raise CaffeFileError(path, f"{cls.DESCRIPTOR.name} near byte {offset} lacks required "
+                                   f"field(s): {', '.join(message.FindInitializationErrors())}")
+    return message
 
 
 @dataclass
@@ -257,27 +268,33 @@ def blob_shape_equals(stored, target, legacy):
 
 
 def _text_problem(message, where=""):
-    """The first string field of `message` (recursively) holding bytes that are not UTF-8
-    text (protobuf hands such a value back as bytes), as 'field.subfield', or None."""
+    """(field as 'field.subfield', what is wrong) for the first string field of `message`
+    (recursively) that is not text a path or a name can be: bytes that are not UTF-8
+    (protobuf hands them back as bytes), or a NUL character (no file name holds one). None
+    when every string field is fine."""
     for fd, value in message.ListFields():
         name = f"{where}{fd.name}"
         if fd.type == FieldDescriptor.TYPE_STRING:
-            values = value if fd.is_repeated else [value]
-            if any(isinstance(v, bytes) for v in values):
-                return name
+            for v in (value if fd.is_repeated else [value]):
+                if isinstance(v, bytes):
+                    return name, "is not UTF-8 text"
+                if "\0" in v:
+                    return name, "holds a NUL character"
         elif fd.type == FieldDescriptor.TYPE_MESSAGE:
-            items = value if fd.is_repeated else [value]
-            for item in items:
+            for item in (value if fd.is_repeated else [value]):
                 found = _text_problem(item, name + ".")
                 if found:
                     return found
     return None
 
 
-def check_text(path, message, what, offset):
-    field_name = _text_problem(message)
-    if field_name:
-        raise CaffeFileError(path, f"{what} (byte {offset}): field {field_name} is not UTF-8 text")
+def check_text(path, message, what=None, offset=None):
+    """CaffeFileError naming the field when a string field of `message` is not UTF-8 text or
+    holds a NUL (what, offset: where in a binary file)."""
+    found = _text_problem(message)
+    if found:
+        where = f"{what} (byte {offset}): " if what else ""
+        raise CaffeFileError(path, f"{where}field {found[0]} {found[1]}")
 
 
 def _check_blob_owner(path, model, name, offset):
@@ -297,14 +314,14 @@ def decode_model(data, path="<bytes>"):
                 layers.append((number, vstart, vend))
             else:
                 rest.append(data[fstart:vend])
-        model.net.MergeFrom(_from_string(path, caffe_pb2.NetParameter, b"".join(rest)))
+        model.net.MergeFrom(parse_binary(path, caffe_pb2.NetParameter, b"".join(rest)))
         check_text(path, model.net, "the net's parameters", 0)
         for number, vstart, vend in layers:
             v1 = number == wire.NET_V1_LAYERS
             blob_field = wire.V1_LAYER_BLOBS if v1 else wire.LAYER_BLOBS
             params, spans = wire.split_message(data, vstart, vend, blob_field)
             cls = caffe_pb2.V1LayerParameter if v1 else caffe_pb2.LayerParameter
-            layer = _from_string(path, cls, params, vstart)
+            layer = parse_binary(path, cls, params, vstart)
             check_text(path, layer, f"layer {len(model.net.layer) + len(model.net.layers) + 1}", vstart)
             (model.net.layers if v1 else model.net.layer).add().CopyFrom(layer)
             if spans:
@@ -392,7 +409,7 @@ def read_solverstate(path):
                 rest.append(data[fstart:vend])
     except wire.WireError as err:
         raise CaffeFileError(path, str(err)) from None
-    head = _from_string(path, caffe_pb2.SolverState, b"".join(rest))
+    head = parse_binary(path, caffe_pb2.SolverState, b"".join(rest))
     if not head.HasField("iter"):
         raise CaffeFileError(path, "is not a solverstate (no iteration number)")
     return SolverState(head.iter, head.learned_net, history, head.current_step)

@@ -23,7 +23,6 @@ import struct
 from dataclasses import dataclass
 
 import numpy as np
-from google.protobuf.message import DecodeError
 
 from sepnets.caffe import files, wire
 from sepnets.caffe.proto import caffe_pb2
@@ -158,10 +157,7 @@ def decode(data, path="<bytes>"):
     reader = _Reader(path, memoryview(data))
     reader.take(8, "magic")
     (size,) = struct.unpack("<I", reader.take(4, "header size"))
-    try:
-        head = caffe_pb2.NetParameter.FromString(bytes(reader.take(size, "header")))
-    except DecodeError as err:
-        raise CaffeFileError(path, f"corrupt header: {err}") from None
+    head = files.parse_binary(path, caffe_pb2.NetParameter, bytes(reader.take(size, "header")), 12)
     files.check_text(path, head, "header", 12)
     model = files.Model(head)
     for layer in model.layers():

@@ -232,7 +232,7 @@ def layer_bytes(layer, blobs):
     stripped = caffe_pb2.LayerParameter()
     stripped.CopyFrom(layer)
     del stripped.blobs[:]
-    payload = [stripped.SerializeToString()]
+    payload = [stripped.SerializePartialToString()]  # a mutation may leave a required field out
     for blob in blobs:
         payload += wire.length_field(wire.LAYER_BLOBS, blob)
     return b"".join(bytes(p) for p in wire.length_field(wire.NET_LAYER, payload))
@@ -285,7 +285,8 @@ def caffemodel_bytes(draw):
                 blobs[i:i + 1] = [blob_bytes(list(original.shape), data=values.astype(
                     "<f8" if double else "<f4").tobytes(), double=double)]
             elif action == "param":
-                layer = caffe_pb2.LayerParameter().__class__.FromString(layer.SerializeToString())
+                original, layer = layer, caffe_pb2.LayerParameter()
+                layer.CopyFrom(original)
                 mutate_message(draw, layer)
             elif action == "layers":
                 if draw(st.booleans()):
