@@ -13,7 +13,7 @@ VENV := .venv
 # does not expand them for the recipes' environment either. tools/pipeline.py make checks
 # each and names the one that is wrong. CAFFE reaches tools/caffe the same way (CAFFE_ENV).
 # (`unexport` is at the end of this file: before a `VAR ?= default` it would define VAR empty.)
-USER_VARS := NET FILTER OFFSET SWEEP ENGINE GPU CAFFE PYTHON N CIFAR_VARIANT CIFAR_BACKEND \
+USER_VARS := NET FILTER OFFSET SWEEP ENGINE GPU CAFFE PYTHON N SEED CIFAR_VARIANT CIFAR_BACKEND \
 	IMAGENET_TRAIN IMAGENET_VAL IMAGENET_TRAIN_LIST IMAGENET_VAL_LIST JOBS
 define newline
 
@@ -33,7 +33,7 @@ help:
 	@echo "make data-mnist | data-cifar10 | data-imagenet   databases under data/"
 	@echo "make train-<net>          train prototxt/<net>/ (resumes); e.g. train-googlenet, train-resnet20"
 	@echo "make quant | finetune | eval | plot | results    the procedure on NET (see README)"
-	@echo "make fuzz N=10000         the fuzz suite with N inputs per generator (make test runs a fixed, short one)"
+	@echo "make fuzz N=10000 [SEED=k] the fuzz suite with N inputs per generator (make test runs a fixed, short one)"
 	@printf 'variables: NET=%s FILTER=%s OFFSET=%s SWEEP=%s ENGINE=%s GPU=%s CAFFE=%s\n' $(call v,NET) $(call v,FILTER) $(call v,OFFSET) $(call v,SWEEP) $(call v,ENGINE) $(call v,GPU) $(call v,CAFFE)
 
 # ---------------------------------------------------------------- set-up (idempotent)
@@ -57,9 +57,9 @@ test: setup lint
 	$(CAFFE_ENV) $(PY) -m pytest tests
 
 # the fuzz suite alone, N inputs per generator (make test runs it with a fixed seed and a
-# bounded count); the inputs are derived from the seed, so runs are repeatable
+# bounded count); the inputs follow from the seed, so a run is repeatable: SEED=k for others
 fuzz: setup
-	$(CAFFE_ENV) SEPNETS_FUZZ_EXAMPLES=$(call v,N) $(PY) -m pytest tests/test_fuzz.py
+	$(CAFFE_ENV) SEPNETS_FUZZ_EXAMPLES=$(call v,N) SEPNETS_FUZZ_SEED=$(call v,SEED) $(PY) -m pytest tests/test_fuzz.py
 
 # ruff, configured in pyproject.toml (pyflakes, pycodestyle, import order): zero findings
 .PHONY: lint

@@ -10,14 +10,15 @@ The property: a result, or the project's one-line error (exit 2) - never another
 and never more than DEADLINE for one input.
 
 `make test` runs a fixed number of inputs per generator, derived from a fixed seed
-(derandomize), about a minute in all on 2 cores; `make fuzz N=10000` runs N per generator.
+(derandomize), about a minute in all on 2 cores; `make fuzz N=10000` runs N per generator,
+`make fuzz N=10000 SEED=7` other inputs (any number).
 """
 import os
 from datetime import timedelta
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 
@@ -32,17 +33,20 @@ from tests.support.project import NETS, run_command
 
 try:
     EXAMPLES = int(os.environ.get("SEPNETS_FUZZ_EXAMPLES") or 0)
+    SEED = int(os.environ.get("SEPNETS_FUZZ_SEED") or -1)
 except ValueError:
-    raise pytest.UsageError("SEPNETS_FUZZ_EXAMPLES (make fuzz N=...) must be a number") from None
+    raise pytest.UsageError("make fuzz N=... SEED=...: N and SEED must be numbers") from None
 DEADLINE = timedelta(seconds=10)     # one input, every command it goes to
 
 
 def bounded(count):
-    """Settings for one generator: `count` inputs (or make fuzz's N), a fixed seed, no
-    example database written into the checkout, DEADLINE per input."""
-    return settings(max_examples=EXAMPLES or count, deadline=DEADLINE, derandomize=True,
-                    database=None, print_blob=True,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    """Settings for one generator: `count` inputs (or make fuzz's N), derived from a fixed
+    seed (or make fuzz's SEED, for other inputs), no example database written into the
+    checkout, DEADLINE per input."""
+    chosen = settings(max_examples=EXAMPLES or count, deadline=DEADLINE, derandomize=SEED < 0,
+                      database=None, print_blob=True,
+                      suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    return (lambda test: seed(SEED)(chosen(test))) if SEED >= 0 else chosen
 
 
 @pytest.fixture(scope="module")

@@ -46,7 +46,9 @@ def check_outcome(outcome, allowed=(0, 1, 2)):
     project's one-line error (exit 2, one `prog: error: ...` line)."""
     assert outcome.code in allowed, (outcome.code, outcome.err[-2000:])
     if outcome.code == 2:
-        errors = [line for line in outcome.err.splitlines() if ": error: " in line]
+        # lines as a terminal shows them: "\n" only (a name may hold U+2028, which splitlines
+        # would count as a line break)
+        errors = [line for line in outcome.err.split("\n") if ": error: " in line]
         assert errors, outcome.err[-2000:]
         assert outcome.err.rstrip("\n").endswith(errors[-1]), outcome.err[-2000:]
 
