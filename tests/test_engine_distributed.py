@@ -12,7 +12,9 @@ update), started by torchrun and by the engine's launcher.
   statistics are rank 0's (its last batch replayed from the previous snapshot);
 - snapshots cross world sizes: 2 ranks resume stock Caffe's iter_size 2 snapshot and stock
   Caffe resumes the 2 ranks' one, each continuing the other's run;
-- a rank killed mid-run ends the other with one line naming it, within the timeout.
+- a rank killed mid-run ends the other with one line naming it, within the timeout;
+- rank 0 alone holds the snapshot prefix's lock: the ranks train, a second training of the
+  prefix is refused.
 """
 import os
 import signal
@@ -23,13 +25,15 @@ import time
 import numpy as np
 import pytest
 
+from sepnets import names
 from sepnets.caffe import files, glog
 from sepnets.caffe.proto import caffe_pb2
+from sepnets.engine import commands
 from sepnets.engine.net import Net, net_state
 from tests.support import caffe_log
 from tests.support import distributed as ranks
 from tests.support.nets import with_data_layer
-from tests.support.project import NETS, REPO
+from tests.support.project import NETS, REPO, run_command
 from tests.support.training import assert_history_close, assert_models_close, run_engine, write_db
 
 B = 4  # batch per rank
@@ -318,6 +322,36 @@ def test_signals_reach_every_rank_through_rank_0(lenet):
     snapshots = [m for m in messages if m.startswith("Snapshotting to binary proto file")]
     assert len(snapshots) == 2 and "Optimization stopped early." in messages
     assert messages.count("Optimization Done.") == 1  # caffe.cpp's: the tool's last line
+
+
+def test_rank_0_alone_holds_the_snapshot_prefix(lenet, monkeypatch):
+    """One training per snapshot prefix (sepnets.caffe.runlock): of 2 ranks training on one
+    prefix, rank 0, which writes the snapshots, holds the lock and rank 1 trains beside it;
+    a second, independent training of that prefix stops at once naming rank 0's PID."""
+    d, _, _, _ = lenet
+    path = solver(d, "locked", d / "lenet.prototxt", replace=[
+        ("max_iter: 20", "max_iter: 1000000"), ("snapshot: 10", "snapshot: 0"),
+        ("test_interval: 10", "test_interval: 50")])
+    proc = ranks.launch(["train", "-solver", path])
+    try:
+        output = ranks.Output(proc)
+        output.wait_for("] Iteration 0 (")   # both ranks joined and train: rank 1 was not refused
+        holder = ranks.rank_processes(proc, 2)[0]
+        lock = names.snapshot_lock(d / "locked")
+        assert lock.read_text().strip() == str(holder)
+        monkeypatch.chdir(d)
+        second = run_command(commands.main, ["train", "-solver", str(path)])
+        assert second.code == 2
+        assert second.err.strip().splitlines()[-1].endswith(  # after the program's name
+            f": error: snapshot prefix {d / 'locked'} is in use by another run (PID "
+            f"{holder}); wait for it to finish or stop it (lock: {lock})")
+        assert proc.poll() is None           # the ranks train on
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0, output.text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def test_a_stalled_rank_ends_the_other_with_one_line_within_the_timeout(lenet):

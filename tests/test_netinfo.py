@@ -19,6 +19,14 @@ def test_shape_zoo_matches_stock_caffe(stock):
     assert info.blob_shapes["pool_floor"] == (2, 6, 7, 6)
 
 
+def test_layer_zoo_matches_stock_caffe(stock):
+    """The fuzz suite's seed of the newer layer types (Deconvolution, Crop, PReLU, ELU, MVN,
+    SPP, Im2col, Tile, Embed, RNN, LSTM, Reduction, Parameter, ArgMax, ...) is a net stock
+    Caffe builds, with the same blob and parameter shapes."""
+    info = assert_shapes_match_stock(stock, NETS / "layer_zoo.prototxt", "TRAIN")
+    assert info.blob_shapes["crop"] == (2, 4, 8, 8) and info.blob_shapes["lstm"] == (3, 2, 3)
+
+
 @pytest.mark.parametrize("phase", ["TRAIN", "TEST"])
 def test_resnet20_shapes_match_stock_caffe(stock, authors, tmp_path, phase):
     net = with_input_layers(authors / "resnet20_relu_msra_cifar10.prototxt", tmp_path / "r20.prototxt", 2)

@@ -2,30 +2,17 @@
 real MNIST sample: train -> sweep -> fine-tune -> evaluate -> results, and resuming."""
 import json
 import os
-import re
-import shutil
+import shlex
 import subprocess
 
 import numpy as np
 import pytest
 
 from sepnets.caffe import files
-from tests.support.project import REPO, run_tool
+from sepnets.cli import pipeline
+from tests.support.project import REPO, run_tool, trained_lenet, workdir
 
 PIPELINE = REPO / "tools" / "pipeline.py"
-
-
-def workdir(tmp_path, *nets, copy=False):
-    """A directory laid out like the repository (prototxt/<net>/) for the pipeline to run in."""
-    for net in nets:
-        src = REPO / "prototxt" / net
-        dst = tmp_path / "prototxt" / net
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        if copy:
-            shutil.copytree(src, dst)
-        else:
-            dst.symlink_to(src)
-    return tmp_path
 
 
 @pytest.fixture(scope="module")
@@ -103,18 +90,9 @@ def test_demo_rerun_reuses_finished_steps(demo_run):
 
 
 def test_train_resumes_from_the_newest_solverstate(stock, tmp_path):
-    root = workdir(tmp_path, "lenet", copy=True)
-    solver = root / "prototxt/lenet/solver.prototxt"
-    param = files.read_solver(solver)
-    param.max_iter, param.snapshot, param.test_interval, param.display = 20, 10, 1000, 5
-    del param.test_iter[:]
-    param.test_iter.append(1)
-    files.write_text(solver, param)
-    assert run_tool(REPO / "tools" / "prepare_mnist.py", "--out-dir", "data/mnist", cwd=root).returncode == 0
-    first = run_tool(PIPELINE, "train", "lenet", cwd=root)
-    assert first.returncode == 0, first.stderr
+    root, _, _ = trained_lenet(tmp_path)
     models = root / "models/lenet"
-    assert {p.name for p in models.iterdir()} == {
+    assert {p.name for p in models.iterdir() if not p.name.startswith(".")} == {
         f"lenet_iter_{i}.{kind}" for i in (10, 20) for kind in ("caffemodel", "solverstate")}
     for kind in ("caffemodel", "solverstate"):
         (models / f"lenet_iter_20.{kind}").unlink()
@@ -147,17 +125,33 @@ def make_dry(*args):
     return out.stdout.splitlines()[-1].rstrip()
 
 
-def test_makefile_passes_the_variables():
-    assert make_dry("train-sepnet-small", "ENGINE=torch", "GPU=0").endswith(
-        "tools/pipeline.py train sepnet-small --engine torch --gpu 0")
-    assert make_dry("quant", "NET=resnet20", "FILTER=3x3 5x5", "OFFSET=0.06").endswith(
-        "tools/pipeline.py quant resnet20 --filter 3x3 5x5 --offset 0.06 --engine caffe")
-    assert re.search(r"quant lenet --filter kxk --sweep 0.02:0.09:0.01 --engine caffe\s*$",
-                     make_dry("quant"))
-    assert make_dry("finetune", "NET=googlenet", "FILTER=3x3").endswith(
-        "tools/pipeline.py finetune googlenet --filter 3x3 --engine caffe")
-    assert make_dry("export", "NET=lenet", "FILTER=5x5", "BQ=1").endswith(
-        "tools/export_onnx.py --workspace lenet --filter 5x5 --bq")
+def make_step(monkeypatch, *args):
+    """What a make target runs: the pipeline's `make` arguments as the shell hands them over
+    (make -n, split as the shell would), turned into the step's argv by the pipeline."""
+    monkeypatch.chdir(REPO)
+    words = shlex.split(make_dry(*args))
+    at = words.index("make")
+    return pipeline.make_argv(words[at + 1], words[at + 2:])
+
+
+def test_makefile_passes_the_variables(monkeypatch):
+    assert make_step(monkeypatch, "train-sepnet-small", "ENGINE=torch", "GPU=0") == \
+        ["train", "sepnet-small", "--engine", "torch", "--gpu", "0"]
+    assert make_step(monkeypatch, "quant", "NET=resnet20", "FILTER=3x3 5x5", "OFFSET=0.06") == \
+        ["quant", "resnet20", "--filter", "3x3", "5x5", "--offset", "0.06", "--engine", "caffe"]
+    assert make_step(monkeypatch, "quant") == \
+        ["quant", "lenet", "--filter", "kxk", "--sweep", "0.02:0.09:0.01", "--engine", "caffe"]
+    assert make_step(monkeypatch, "finetune", "NET=googlenet", "FILTER=3x3") == \
+        ["finetune", "googlenet", "--filter", "3x3", "--engine", "caffe"]
+    assert make_step(monkeypatch, "eval", "GPU=all", "ENGINE=torch") == \
+        ["eval", "lenet", "--filter", "kxk", "--engine", "torch", "--gpu", "all"]
+    assert make_step(monkeypatch, "results", "NET=resnet20", "FILTER=3x3") == \
+        ["results", "resnet20", "--filter", "3x3"]
+    assert make_step(monkeypatch, "plot", "NET=resnet20") == ["plot", "resnet20"]
+    assert make_step(monkeypatch, "demo") == ["demo", "--engine", "caffe"]
+    assert make_step(monkeypatch, "export", "NET=lenet", "FILTER=5x5", "BQ=1") == \
+        ["--workspace", "lenet", "--filter", "5x5", "--bq"]     # tools/export_onnx.py's argv
+    assert make_step(monkeypatch, "export") == ["--workspace", "lenet", "--filter", "kxk"]
 
 
 def test_demo_runs_on_the_torch_engine_too(tmp_path):

@@ -14,6 +14,9 @@
     stock               running stock Caffe: the caffe tool, its other programs, pycaffe
     engines             the `caffe` command of either engine (stock or sepnets.engine), and
                         `caffe test`'s scores read back
+    snapshots           which snapshot pair a run can resume from (damaged ones moved aside),
+                        an interrupted snapshot's temporaries, Caffe's write probe
+    runlock             one run at a time on a workspace or a snapshot prefix (flock)
 
 `python -m sepnets.caffe train|test|time` is the engine's caffe tool (__main__ hands over to
 sepnets.engine.commands). May import only the top-level modules (errors, names, paths).

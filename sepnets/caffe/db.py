@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sepnets.caffe import wire
+from sepnets.caffe import files, wire
 from sepnets.caffe.proto import caffe_pb2
 from sepnets.errors import CaffeFileError, UserError
 
@@ -205,17 +205,30 @@ class DatumWriter:
         self.count = 0
         if self.dest.exists():
             raise UserError(f"{self.dest}: already exists; remove it or choose another --out")
-        self.dest.parent.mkdir(parents=True, exist_ok=True)
+        files.make_dirs(self.dest.parent)
         self.tmp = self.dest.with_name(f".{self.dest.name}.partial")
         shutil.rmtree(self.tmp, ignore_errors=True)  # left by an interrupted run
         self._pending = []
-        if self.backend == "lmdb":
-            import lmdb
-            self._db = lmdb.open(str(self.tmp), map_size=map_size, subdir=True, meminit=False,
-                                 map_async=True)
-        else:
-            import plyvel
-            self._db = plyvel.DB(str(self.tmp), create_if_missing=True, error_if_exists=True)
+        with self._failures("create"):
+            if self.backend == "lmdb":
+                import lmdb
+                self._db = lmdb.open(str(self.tmp), map_size=map_size, subdir=True, meminit=False,
+                                     map_async=True)
+            else:
+                import plyvel
+                self._db = plyvel.DB(str(self.tmp), create_if_missing=True, error_if_exists=True)
+
+    @contextmanager
+    def _failures(self, doing):
+        """A database library's or the OS's failure (a full disk, a read-only folder) as one
+        line naming the database."""
+        import lmdb
+        import plyvel
+        try:
+            yield
+        except (lmdb.Error, plyvel.Error, OSError) as err:
+            reason = getattr(err, "strerror", None) or str(err).strip() or type(err).__name__
+            raise UserError(f"{self.dest}: cannot {doing} the database: {reason}") from None
 
     def key(self, index, suffix=None):
         key = str(index).zfill(self.key_digits)
@@ -231,28 +244,36 @@ class DatumWriter:
             self._flush()
 
     def _flush(self):
-        if self.backend == "lmdb":
-            with self._db.begin(write=True) as txn:
-                for k, v in self._pending:
-                    txn.put(k, v)
-        else:
-            with self._db.write_batch() as wb:
-                for k, v in self._pending:
-                    wb.put(k, v)
+        with self._failures("write"):
+            if self.backend == "lmdb":
+                with self._db.begin(write=True) as txn:
+                    for k, v in self._pending:
+                        txn.put(k, v)
+            else:
+                with self._db.write_batch() as wb:
+                    for k, v in self._pending:
+                        wb.put(k, v)
         self._pending = []
 
     def close(self, ok=True):
         try:
+            try:
+                if ok:
+                    self._flush()
+            finally:
+                with self._failures("write"):
+                    if self.backend == "lmdb":
+                        self._db.sync(True)
+                    self._db.close()
             if ok:
-                self._flush()
+                with self._failures("finish"):
+                    os.replace(self.tmp, self.dest)
+        except BaseException:
+            ok = False
+            raise
         finally:
-            if self.backend == "lmdb":
-                self._db.sync(True)
-            self._db.close()
-        if ok:
-            os.replace(self.tmp, self.dest)
-        else:
-            shutil.rmtree(self.tmp, ignore_errors=True)
+            if not ok:
+                shutil.rmtree(self.tmp, ignore_errors=True)
 
     def __enter__(self):
         return self
@@ -347,7 +368,6 @@ class MeanAccumulator:
 def write_mean(path, mean, inputs=()):
     """A (channels, height, width) mean -> .binaryproto in the 1 x C x H x W legacy form that
     compute_image_mean writes and DataTransformer's mean_file reads."""
-    from sepnets.caffe import files
     return files.write_blobproto(path, np.asarray(mean, np.float32), inputs=inputs, legacy=True)
 
 

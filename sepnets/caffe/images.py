@@ -91,7 +91,11 @@ def resize(image, height, width):
     cv2 = _cv2()
     if image.shape[:2] == (height, width):
         return image.copy()
-    out = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
+    try:
+        out = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
+    except cv2.error as err:  # a size OpenCV cannot allocate or represent
+        raise ImageError(f"OpenCV cannot resize it to {width}x{height}: "
+                         f"{str(err).strip().splitlines()[-1]}") from None
     return out if out.ndim == 3 else out[:, :, None]
 
 

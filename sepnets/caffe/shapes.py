@@ -41,27 +41,30 @@ def canonical_axis(layer, axis, ndim):
     return axis % ndim if ndim else 0
 
 
-def _spatial(layer, values, h, w, default, n):
+def _spatial(layer, what, values, hw, default, n):
     """Caffe's kernel/pad/stride/dilation rule (base_conv_layer.cpp:34-104): once, once per
-    spatial axis, or *_h/*_w."""
-    if h is not None:
-        if n != 2:
-            _fail(layer, "*_h/*_w can only be used for 2-D convolution")
-        return [h, w]
+    spatial axis, or *_h/*_w (hw: their values when either is set, the other then 0 as
+    caffe.proto's default). `what` names the repeated field (kernel_size, stride, ...)."""
     values = list(values)
+    if hw is not None:
+        pair = "{0}_h/{0}_w".format(what.removesuffix("_size"))
+        if n != 2:
+            _fail(layer, f"{pair} can only be used for 2-D convolution")
+        if values:
+            _fail(layer, f"either {what} or {pair} should be specified; not both")
+        return list(hw)
     if not values:
         return [default] * n
     if len(values) not in (1, n):
-        _fail(layer, f"give a size once or once per spatial axis ({n}), not {len(values)} times")
+        _fail(layer, f"give {what} once or once per spatial axis ({n}), not {len(values)} times")
     return values * n if len(values) == 1 else values
 
 
-def _pair(p, name):
+def _hw(p, name):
     """*_h and *_w when either is set: the other then takes its proto default, 0, as Caffe
-    reads it (base_conv_layer.cpp)."""
-    if p.HasField(f"{name}_h") or p.HasField(f"{name}_w"):
-        return getattr(p, f"{name}_h"), getattr(p, f"{name}_w")
-    return None, None
+    reads it (base_conv_layer.cpp); None when neither is."""
+    h, w = f"{name}_h", f"{name}_w"
+    return (getattr(p, h), getattr(p, w)) if p.HasField(h) or p.HasField(w) else None
 
 
 def conv_kernel(layer, n_spatial=None):
@@ -70,7 +73,7 @@ def conv_kernel(layer, n_spatial=None):
     p = layer.convolution_param
     if n_spatial is None:
         n_spatial = len(p.kernel_size) if len(p.kernel_size) > 1 else 2
-    kernel = _spatial(layer, p.kernel_size, *_pair(p, "kernel"), None, n_spatial)
+    kernel = _spatial(layer, "kernel_size", p.kernel_size, _hw(p, "kernel"), None, n_spatial)
     if None in kernel or min(kernel) <= 0:
         _fail(layer, "kernel size must be given and nonzero")
     return kernel
@@ -80,11 +83,11 @@ def conv_geometry(layer, n_spatial):
     """(kernel, stride, pad, dilation) of a convolution, one entry per spatial axis each."""
     p = layer.convolution_param
     kernel = conv_kernel(layer, n_spatial)
-    stride = _spatial(layer, p.stride, *_pair(p, "stride"), 1, n_spatial)
-    if min(stride) <= 0:
-        _fail(layer, "Stride dimensions must be nonzero.")
-    pad = _spatial(layer, p.pad, *_pair(p, "pad"), 0, n_spatial)
-    dilation = _spatial(layer, p.dilation, None, None, 1, n_spatial)
+    stride = _spatial(layer, "stride", p.stride, _hw(p, "stride"), 1, n_spatial)
+    if min(stride) <= 0:  # base_conv_layer.cpp:79; Caffe would divide by it
+        _fail(layer, "stride dimensions must be nonzero")
+    pad = _spatial(layer, "pad", p.pad, _hw(p, "pad"), 0, n_spatial)
+    dilation = _spatial(layer, "dilation", p.dilation, None, 1, n_spatial)
     return kernel, stride, pad, dilation
 
 
@@ -100,6 +103,8 @@ def _convolution(layer, bottoms, deconv=False):
     group = p.group
     if p.num_output <= 0:
         _fail(layer, "num_output must be positive")
+    if group <= 0:
+        _fail(layer, "group must be positive")
     if channels % group or p.num_output % group:
         _fail(layer, f"group {group} must divide input channels {channels} and "
                      f"num_output {p.num_output}")
@@ -130,22 +135,37 @@ def _pooling(layer, bottoms):
     if len(shape) != 4:
         _fail(layer, f"input must have 4 axes (num, channels, height, width), not {shape}")
     n, c, h, w = shape
+    # PoolingLayer::LayerSetUp (pooling_layer.cpp:17-75), its CHECKs in its order
+    has = p.HasField
     if p.global_pooling:
-        if p.HasField("kernel_size") or p.HasField("kernel_h"):
+        if has("kernel_size") or has("kernel_h") or has("kernel_w"):
             _fail(layer, "with global_pooling: true the filter size cannot be specified")
         kh, kw = h, w
-    elif p.HasField("kernel_size"):
+    elif has("kernel_size") and has("kernel_h") and has("kernel_w"):
+        _fail(layer, "filter size is kernel_size OR kernel_h and kernel_w; not both")
+    elif has("kernel_size"):
         kh = kw = p.kernel_size
-    elif p.HasField("kernel_h") and p.HasField("kernel_w"):
+    elif has("kernel_h") and has("kernel_w"):
         kh, kw = p.kernel_h, p.kernel_w
     else:
         _fail(layer, "kernel_size (or kernel_h and kernel_w) is required")
-    ph, pw = (p.pad_h, p.pad_w) if p.HasField("pad_h") else (p.pad, p.pad)
-    sh, sw = (p.stride_h, p.stride_w) if p.HasField("stride_h") else (p.stride, p.stride)
+    for what in ("pad", "stride"):
+        if has(f"{what}_h") or has(f"{what}_w"):
+            if has(what) or not (has(f"{what}_h") and has(f"{what}_w")):
+                _fail(layer, f"{what} is {what} OR {what}_h and {what}_w are required")
+    ph, pw = (p.pad_h, p.pad_w) if has("pad_h") else (p.pad, p.pad)
+    sh, sw = (p.stride_h, p.stride_w) if has("stride_h") else (p.stride, p.stride)
+    if kh <= 0 or kw <= 0:
+        _fail(layer, "filter dimensions cannot be zero")
     if p.global_pooling and (ph or pw or sh != 1 or sw != 1):
         _fail(layer, "with global_pooling: true only pad = 0 and stride = 1")
-    if (ph or pw) and (ph >= kh or pw >= kw):
-        _fail(layer, f"pad ({ph}, {pw}) must be smaller than the kernel ({kh}, {kw})")
+    if sh <= 0 or sw <= 0:   # Caffe has no CHECK here: its Reshape divides by the stride
+        _fail(layer, "stride dimensions must be nonzero")
+    if ph or pw:
+        if p.pool not in (p.AVE, p.MAX):
+            _fail(layer, "padding implemented only for average and max pooling")
+        if ph >= kh or pw >= kw:
+            _fail(layer, f"pad {ph}x{pw} must be smaller than the kernel {kh}x{kw}")
     rnd = math.floor if p.round_mode == p.FLOOR else math.ceil
     out_h = int(rnd((h + 2 * ph - kh) / sh)) + 1
     out_w = int(rnd((w + 2 * pw - kw) / sw)) + 1
@@ -637,6 +657,98 @@ for _t in ("ReLU", "Sigmoid", "TanH", "ELU", "AbsVal", "Power", "Exp", "Log", "B
 # Layers whose tops come from a database (their shape needs a record or a given shape).
 DATA_LAYERS = {"Data", "ImageData", "HDF5Data", "WindowData"}
 
+# Caffe's Layer::CheckBlobCounts (layer.hpp:359): (bottoms, tops) each an exact count or
+# (min, max), max None for any number, from each layer's Exact/Min/MaxNum*Blobs (in
+# include/caffe/layers/<type>_layer.hpp), or a function of the layer for the recurrent ones.
+ONE = (1, 1)
+NONE = (0, 0)
+
+
+def _recurrent_counts(hidden_blobs):
+    """recurrent_layer.hpp:37-55: x and cont, the exposed hidden states, one optional static
+    input; one top, plus the hidden states when exposed."""
+    def counts(layer):
+        exposed = hidden_blobs if layer.recurrent_param.expose_hidden else 0
+        return (2 + exposed, 3 + exposed), (1 + exposed, 1 + exposed)
+    return counts
+
+
+BLOB_COUNTS = {
+    "Convolution": ((1, None), (1, None)), "Deconvolution": ((1, None), (1, None)),
+    "Pooling": (ONE, (1, 2)), "InnerProduct": (ONE, ONE), "BatchNorm": (ONE, ONE),
+    "Scale": ((1, 2), ONE), "Bias": ((1, 2), ONE), "Eltwise": ((2, None), ONE),
+    "Concat": ((1, None), ONE), "Slice": (ONE, (1, None)), "Split": (ONE, (1, None)),
+    "Flatten": (ONE, ONE), "Reshape": (ONE, ONE), "Input": (NONE, (1, None)),
+    "DummyData": (NONE, (1, None)), "ArgMax": (ONE, ONE), "Silence": ((1, None), NONE),
+    "SoftmaxWithLoss": ((2, 2), (1, 2)), "EuclideanLoss": ((2, 2), ONE),
+    "SigmoidCrossEntropyLoss": ((2, 2), ONE), "HingeLoss": ((2, 2), ONE),
+    "MultinomialLogisticLoss": ((2, 2), ONE), "InfogainLoss": ((2, 3), (1, 2)),
+    "ContrastiveLoss": ((3, 3), ONE), "Accuracy": ((2, 2), (1, 2)),
+    "Data": (NONE, (1, 2)), "ImageData": (NONE, (2, 2)), "WindowData": (NONE, (2, 2)),
+    "HDF5Data": (NONE, (1, None)), "MemoryData": (NONE, (2, 2)), "HDF5Output": ((2, 2), NONE),
+    "Crop": ((2, 2), ONE), "Filter": ((2, None), (1, None)), "BatchReindex": ((2, 2), ONE),
+    "Parameter": (NONE, ONE), "LSTMUnit": ((3, 3), (2, 2)),
+    "RNN": _recurrent_counts(1), "LSTM": _recurrent_counts(2),
+}
+for _t in ("MVN", "Tile", "Reduction", "Embed", "SPP", "Im2col", "PReLU"):
+    BLOB_COUNTS[_t] = (ONE, ONE)
+for _t, _rule in SHAPE_RULES.items():
+    if _rule is _same and _t != "Split":
+        BLOB_COUNTS.setdefault(_t, (ONE, ONE))
+
+
+def blob_counts(layer):
+    """Caffe's (bottoms, tops) counts for `layer`, each (min, max); None for a type
+    BLOB_COUNTS does not know."""
+    counts = BLOB_COUNTS.get(layer.type)
+    return counts(layer) if callable(counts) else counts
+
+
+INT_MAX = 2 ** 31 - 1
+
+
+def check_counts(layer):
+    """Caffe's Layer::CheckBlobCounts for the types BLOB_COUNTS knows (others pass)."""
+    counts = blob_counts(layer)
+    if counts is None:
+        return
+    for what, (low, high), given in (("bottom", counts[0], len(layer.bottom)),
+                                     ("top", counts[1], len(layer.top))):
+        if given < low or high is not None and given > high:
+            want = str(low) if low == high else f"{low} or more" if high is None else f"{low} to {high}"
+            _fail(layer, f"takes {want} {what} blob(s), {given} given")
+    if layer.type in ("Convolution", "Deconvolution") and len(layer.top) != len(layer.bottom):
+        _fail(layer, f"takes one top per bottom ({len(layer.bottom)} bottoms, {len(layer.top)} tops)")
+
+
+def check_blob(layer, shape, what):
+    """Caffe's Blob::Reshape checks (blob.cpp:22): no negative dimension, at most INT_MAX values."""
+    if any(d < 0 for d in shape):
+        _fail(layer, f"{what} shape {tuple(shape)} has a negative dimension")
+    count = math.prod(shape)
+    if count > INT_MAX:
+        _fail(layer, f"{what} shape {tuple(shape)} holds {count:,} values: blob size exceeds "
+                     f"INT_MAX ({INT_MAX:,})")
+
+
+def wiring(net):
+    """Caffe's Net::Init blob bookkeeping (net.cpp:382-433) for a phase-filtered net, without
+    shapes: every bottom made by an earlier layer; a top made once, unless it is in place
+    (the same name as the bottom at its index). Returns {top: index of the layer making it}."""
+    made = {}
+    for index, layer in enumerate(net.layer):
+        for i, name in enumerate(layer.bottom):
+            if name not in made:
+                raise ShapeError(f"layer '{layer.name}' ({layer.type}): unknown bottom blob "
+                                 f"'{name}' (no earlier layer makes it; bottom {i})")
+        for i, name in enumerate(layer.top):
+            in_place = i < len(layer.bottom) and layer.bottom[i] == name
+            if name in made and not in_place:
+                raise ShapeError(f"layer '{layer.name}' ({layer.type}): top blob '{name}' "
+                                 "produced by multiple sources")
+            made[name] = index
+    return made
+
 
 def infer(net, data_shapes=None):
     """Shapes of every layer of a phase-filtered NetParameter.
@@ -650,10 +762,9 @@ def infer(net, data_shapes=None):
         if layer.type not in CAFFE_LAYER_TYPES:
             raise ShapeError(f"layer '{layer.name}': unknown layer type '{layer.type}' "
                              "(not a Caffe 1.0 layer)")
-        missing = [b for b in layer.bottom if b not in blobs]
-        if missing:
-            raise ShapeError(f"layer '{layer.name}' ({layer.type}): unknown bottom blob "
-                             f"'{missing[0]}' (no earlier layer makes it)")
+    wiring(net)
+    for layer in net.layer:
+        check_counts(layer)
         bottoms = [blobs[b] for b in layer.bottom]
         kernel = None
         if layer.type in DATA_LAYERS:
@@ -673,7 +784,10 @@ def infer(net, data_shapes=None):
             raise ShapeError(f"layer '{layer.name}' ({layer.type}): {len(layer.top)} tops "
                              f"given, {len(tops)} expected")
         for name, shape in zip(layer.top, tops):
+            check_blob(layer, shape, f"top '{name}'")
             blobs[name] = tuple(shape)
+        for i, shape in enumerate(params):
+            check_blob(layer, shape, f"parameter {i}")
         result.append(LayerShapes(layer.name, layer.type, list(layer.bottom), list(layer.top),
                                   [tuple(t) for t in tops], [tuple(p) for p in params],
                                   int(macs), kernel))

@@ -107,6 +107,13 @@ def upgrade_net(net, source="net", log=None):
 
 # ---------------------------------------------------------------- solvers
 
+def _is_dir(path):
+    try:
+        return Path(path).is_dir()
+    except OSError:   # a name too long for the file system is no directory either
+        return False
+
+
 def upgrade_solver(param, path, log=None):
     """The solver read from `path`, upgraded in place as ReadSolverParamsFromTextFileOrDie
     does; returns it."""
@@ -126,7 +133,7 @@ def upgrade_solver(param, path, log=None):
         param.snapshot_prefix = str(solver_path.with_suffix(""))
         log("upgrade_proto.cpp:1108", "snapshot_prefix was not specified and is set to "
                                       + param.snapshot_prefix)
-    elif Path(param.snapshot_prefix).is_dir():
+    elif _is_dir(param.snapshot_prefix):
         param.snapshot_prefix = str(Path(param.snapshot_prefix) / solver_path.stem)
         log("upgrade_proto.cpp:1113", "snapshot_prefix was a directory and is replaced to "
                                       + param.snapshot_prefix)

@@ -7,6 +7,8 @@ and read with numpy.frombuffer, while everything else (names, types, layer param
 still parsed by the protobuf runtime from the remaining bytes. Field numbers are upstream
 caffe.proto's.
 """
+import math
+
 import numpy as np
 
 VARINT, FIXED64, LENGTH, FIXED32 = 0, 1, 2, 5
@@ -137,17 +139,45 @@ def decode_blob(buf, start, end):
         flat = _one_copy(chunks[BLOB_DOUBLE_DATA], np.float64)
     else:
         flat = np.zeros(0, np.float32)
-    is_legacy = dims is None
+    # Blob::FromProto (blob.cpp:466): any of num/channels/height/width makes the blob legacy
+    # 4-D, the missing ones 0 as in caffe.proto; otherwise the shape's dims (none: 0 axes)
+    is_legacy = any(d is not None for d in legacy)
     if is_legacy:
-        # Caffe's legacy 4-D form: missing fields default to 1 (num/channels/height/width).
-        dims = [1 if d is None else d for d in legacy]
-        if all(d is None for d in legacy) and flat.size == 0:
-            dims = [0]
-    count = int(np.prod(dims)) if dims else 1
+        dims = [0 if d is None else d for d in legacy]
+    elif dims is None:
+        dims = []
+    check_dims(dims, start)
+    count = math.prod(dims)
     if count != flat.size:
         raise WireError(start, f"blob shape {tuple(dims)} holds {count} values but "
                                f"{flat.size} are stored")
     return flat.reshape(dims), is_legacy
+
+
+MAX_AXES = 32              # Caffe's kMaxBlobAxes (blob.hpp:14)
+INT_MAX = 2 ** 31 - 1
+
+
+def check_dims(dims, offset):
+    """Caffe's Blob::Reshape checks (blob.cpp:22): at most 32 axes, no negative dim, and no
+    more than INT_MAX values. Stricter in one corner: Caffe stops checking after a 0
+    dimension, here the other dimensions too must multiply to at most INT_MAX (numpy cannot
+    hold an empty array of (0, 2^31-1, 2^31-1, 2^31-1))."""
+    if len(dims) > MAX_AXES:
+        raise WireError(offset, f"blob has {len(dims)} axes; Caffe allows at most {MAX_AXES}")
+    nonzero = 1
+    for d in dims:
+        if d < 0:
+            raise WireError(offset, f"blob shape {tuple(dims)} has a negative dimension")
+        if d > INT_MAX:
+            raise WireError(offset, f"blob shape {tuple(dims)}: a dimension exceeds INT_MAX")
+        nonzero *= d or 1
+    if nonzero > INT_MAX:
+        count = math.prod(dims)
+        raise WireError(offset, f"blob shape {tuple(dims)} holds {count:,} values, more than "
+                                f"Caffe's limit of INT_MAX ({INT_MAX:,})" if count else
+                        f"blob shape {tuple(dims)}: its nonzero dimensions multiply to more than "
+                        "INT_MAX")
 
 
 def _varint_bytes(v):

@@ -32,11 +32,12 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     selector = flags.selector(args)
-    if not args.lr_scale > 0:
+    if not 0 < args.lr_scale < float("inf"):
         raise UserError(f"--lr-scale {args.lr_scale:g}: must be positive")
     if args.out_dir and not Path(args.out_dir).is_dir():
         raise UserError(f"--out-dir {args.out_dir}: no such directory")
     net = files.read_net(args.net)
+    finetune.check_net(net, args.net)
     solver = files.read_solver(args.solver) if args.solver else None
     chosen = selector.select(list(net.layer))
     if not chosen:

@@ -1,7 +1,32 @@
 """Flags several commands share, declared once: the pattern selection (quant_pattern.py,
-fix_pattern.py, the pipeline) and the engine that runs Caffe's command line."""
+fix_pattern.py, the pipeline), the engine that runs Caffe's command line, and the checked
+values (offsets, sweeps, device lists) argparse hands back."""
+import re
+
 from sepnets.caffe import engines
+from sepnets.errors import UserError
+from sepnets.patterns import quantize
 from sepnets.patterns.selection import Selector, parse_filters
+
+GPU_LIST = re.compile(r"^(all|\d+(,\d+)*)$")
+
+
+def gpu_list(text):
+    """--gpu: a device id, a list of them, or all (Caffe's -gpu)."""
+    if not GPU_LIST.match(text):
+        raise UserError(f"--gpu {text!r}: give a device id (0), a list (0,1) or all")
+    return text
+
+
+def offset(text):
+    """--offset: a positive normal float32 (sepnets.patterns.quantize.check_offset)."""
+    return quantize.parse_offset(text)
+
+
+def sweep(text):
+    """--sweep: START:STOP:STEP or A,B,C, checked before any work (quantize.parse_sweep)."""
+    quantize.parse_sweep(text)
+    return text
 
 
 def add_selection(parser, required=True):
@@ -28,4 +53,6 @@ def add_engine(parser, what="runs Caffe's commands"):
     """--engine caffe|torch and --gpu."""
     parser.add_argument("--engine", choices=engines.ENGINES, default="caffe",
                         help=f"what {what}: stock Caffe (default) or the PyTorch engine")
-    parser.add_argument("--gpu", help="passed to caffe as --gpu (a CUDA build or the engine)")
+    parser.add_argument("--gpu", type=gpu_list,
+                        help="passed to caffe as --gpu: a device id, a list (0,1) or all (a CUDA "
+                             "build or the engine)")

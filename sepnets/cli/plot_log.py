@@ -53,19 +53,17 @@ def main(argv=None):
 
     series = [s for log in args.logs for s in parse.read_log(log, warn)]
     metrics = _check_metrics(series, args.metric)
-    written = []
-    if args.csv:
-        written += summary.write_csv(series, args.csv, inputs=args.logs)
+    outputs = summary.csv_tables(series, args.csv) if args.csv else {}
     if args.output:
         from sepnets.trainlog import figure  # matplotlib only when a figure is asked for
-        outputs = figure.output_names(series)
-        if metrics is None and len(outputs) > MOST_PANELS:
-            warn(f"{len(outputs)} outputs: the figure shows the first {MOST_PANELS}; choose "
+        panels = figure.output_names(series)
+        if metrics is None and len(panels) > MOST_PANELS:
+            warn(f"{len(panels)} outputs: the figure shows the first {MOST_PANELS}; choose "
                  "others with --metric")
-            metrics = outputs[:MOST_PANELS]
-        files.atomic_write(args.output, figure.render(series, fmt, metrics, args.x),
-                           inputs=args.logs)
-        written.append(args.output)
+            metrics = panels[:MOST_PANELS]
+        outputs[Path(args.output)] = figure.render(series, fmt, metrics, args.x)
+    # the tables and the figure together, or none of them (a full disk, a read-only folder)
+    written = files.atomic_write_all(outputs, inputs=args.logs)
     for s in series:
         print(summary.summary(s))
     for path in written:

@@ -9,6 +9,7 @@ reads the model, binarizes the weights of the selected convolutions to +a/-a
 kept offset marked, goes to --sweep-csv); --pack writes the compact B/BQ file; --stats draws the
 patterns.
 """
+import sys
 from pathlib import Path
 
 from sepnets import names
@@ -56,6 +57,9 @@ def build_parser():
                         help="other blobs in the packed file: 32 = float32 (SEP-Net-B), "
                              "8 = 8-bit linear (SEP-Net-BQ)")
     parser.add_argument("--stats", metavar="DIR", help="write PNG pattern histograms per layer")
+    parser.add_argument("--allow-nonfinite", action="store_true",
+                        help="binarize weights that hold NaN or inf (they become -a) instead of "
+                             "refusing the model")
     return parser
 
 
@@ -93,6 +97,13 @@ def main(argv=None):
         quantize.check_against_net(model, args.model, args.net)
     layers = quantize.select_layers(model, args.model, selector)
     pattern_layers = {layer.name for layer in layers}
+    bad = quantize.nonfinite(model, layers)
+    if bad:
+        problem = (f"{args.model}: weights that are not finite ({quantize.describe_nonfinite(bad)}); "
+                   "binarization turns them into -a")
+        if not args.allow_nonfinite:
+            raise UserError(f"{problem}; pass --allow-nonfinite to binarize them anyway")
+        print(f"quant_pattern.py: warning: {problem}", file=sys.stderr)
 
     offset = None if args.scale == "mean" else args.offset
     if offsets:

@@ -13,6 +13,7 @@ from sepnets.datasets import staging
 from sepnets.errors import CaffeFileError, UserError
 
 SHOWN_FAILURES = 20
+INT32_MIN, INT32_MAX = -2 ** 31, 2 ** 31 - 1
 
 DESCRIPTION = """\
 Converts the images of a list file (lines 'PATH LABEL', PATH relative to --root; the label
@@ -46,11 +47,17 @@ def read_list(path):
             continue
         name, _, label = line.rpartition(" ")
         try:
-            entries.append((name, int(label)))
+            value = int(label)
         except ValueError:
             name = ""
         if not name:
             raise CaffeFileError(path, f"line {number}: expected 'PATH LABEL', got {line!r}")
+        if not INT32_MIN <= value <= INT32_MAX:
+            raise CaffeFileError(path, f"line {number}: label {label} does not fit Datum's int32 label")
+        if ".." in Path(name).parts:
+            raise CaffeFileError(path, f"line {number}: {name} leaves --root ('..'); list paths are "
+                                       "relative to --root")
+        entries.append((name, value))
     if not entries:
         raise CaffeFileError(path, "lists no images")
     return entries
@@ -78,7 +85,8 @@ class Converter:
         self.with_pixels = with_pixels
 
     def datum(self, name, label):
-        path = self.root / name
+        # convert_imageset reads root_folder + name: an absolute name stays below the root
+        path = self.root / name.lstrip("/")
         image = images.decode(path)
         if self.resize:
             image = images.resize(image, self.resize, self.resize)

@@ -9,6 +9,7 @@ import os
 import shutil
 from pathlib import Path
 
+from sepnets.caffe import files
 from sepnets.errors import UserError
 
 
@@ -59,7 +60,7 @@ class StagedOutputs:
     def __init__(self, outputs):
         self.outputs = [Path(p) for p in outputs]
         for final in self.outputs:
-            final.parent.mkdir(parents=True, exist_ok=True)
+            files.make_dirs(final.parent)
             _remove(self.path(final))  # left by an interrupted run
 
     @staticmethod
@@ -72,8 +73,12 @@ class StagedOutputs:
         if missing:
             raise RuntimeError(f"staged outputs never written: {missing}")
         for final in self.outputs:
-            _remove(final)
-            os.replace(self.path(final), final)
+            try:
+                _remove(final)
+                os.replace(self.path(final), final)
+            except OSError as err:
+                raise UserError(f"{final}: cannot move the finished output into place: "
+                                f"{err.strerror}") from None
 
     def discard(self):
         for final in self.outputs:

@@ -19,6 +19,7 @@ run the paper's prototxts on today's hardware. Command line: `python -m sepnets.
     distributed data-parallel training with Caffe's multi-GPU semantics (torch.distributed)
     launch      -gpu 0,1,... / -gpu all: one process per device
     device      CPU/CUDA placement and memory layout
+    memory      whether a net fits the device's free memory, before anything is allocated
     timing      `time`'s per-layer timing
 
     from sepnets.engine import Net

@@ -2,11 +2,13 @@
 device_query, with the same flags and the same log lines."""
 import signal
 import sys
+from contextlib import contextmanager
 
 import numpy as np
 import torch
 
-from sepnets.caffe import glog
+from sepnets import names
+from sepnets.caffe import glog, runlock, snapshots
 from sepnets.caffe.proto import caffe_pb2
 from sepnets.engine import data, distributed, launch, timing
 from sepnets.engine import device as devices
@@ -185,7 +187,9 @@ def _train(f, param, gpus, world, device):
         glog.info("caffe.cpp:197", "Use CPU.")
     if world.size > 1 and not gpus:
         devices.use_all_cores(world.local_size)  # the machine's cores, shared by its ranks
-    with SignalActions(f["sigint_effect"], f["sighup_effect"]) as signals:
+    # the rank that writes snapshots holds the prefix (rank 0; the others never write there)
+    with holding_prefix(param.snapshot_prefix, world.is_root), \
+            SignalActions(f["sigint_effect"], f["sighup_effect"]) as signals:
         if f["snapshot"]:
             param.ClearField("weights")
         elif f["weights"]:
@@ -196,12 +200,41 @@ def _train(f, param, gpus, world, device):
         try:
             world.announce(solver)
             if f["snapshot"]:
+                check_resumable(solver, f["snapshot"])
                 glog.info("caffe.cpp:235", f"Resuming from {f['snapshot']}")
                 solver.restore(f["snapshot"])
             glog.info("caffe.cpp:239", "Starting Optimization")
             solver.solve()
         finally:
             solver.close()
+
+
+@contextmanager
+def holding_prefix(prefix, writer=True):
+    """One training per snapshot prefix (sepnets.caffe.runlock on names.snapshot_lock): a
+    second one stops at once naming the first's PID. Holding it, the temporary files an
+    interrupted snapshot of this prefix left are removed. Only the process that writes the
+    snapshots takes it (`writer`: rank 0 of a data-parallel training, solver.cpp:272-276; the
+    other ranks of the same training never write there and must not be refused). No lock
+    where the prefix's directory does not exist or its names are too long: nothing can be
+    written there."""
+    lock = names.snapshot_lock(prefix)
+    if not writer or not lock.parent.is_dir() or len(lock.name.encode()) > names.NAME_MAX:
+        yield     # no snapshot of this prefix is written here (the write probe says why)
+        return
+    with runlock.exclusive(lock, f"snapshot prefix {prefix}"):
+        snapshots.remove_temps(prefix, lambda message: glog.warning(None, message))
+        yield
+
+
+def check_resumable(solver, state_file):
+    """The snapshot and its caffemodel checked as the pipeline checks them
+    (sepnets.caffe.snapshots: parse, iteration, history count for the solver type, blob
+    shapes) against the engine's own net: one line saying what is wrong."""
+    net = solver.net
+    blobs = snapshots.NetBlobs([tuple(entry.tensor.shape) for entry in net.learnable],
+                               {name: list(layer.blob_shapes) for name, layer in net.layers.items()})
+    snapshots.check_resume(state_file, blobs, solver.param.type or "SGD")
 
 
 def _net_for(f, phase, gpu_tag, cpu_tag):

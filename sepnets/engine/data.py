@@ -44,7 +44,7 @@ import torch
 
 from sepnets.caffe import glog
 from sepnets.engine import device as devices
-from sepnets.engine import distributed
+from sepnets.engine import distributed, memory
 from sepnets.engine.records import DatumSource
 from sepnets.engine.transform import Transform, chw
 from sepnets.errors import CaffeFileError, UserError
@@ -136,6 +136,12 @@ class Slots:
 
     def __getstate__(self):  # a worker started by spawn gets the buffers, not the queue
         return {"buffers": self.buffers, "free": None}
+
+
+def torch_dtype(array):
+    """The torch dtype of a numpy array's values (from an empty array of them: a record read
+    in place from its database is not writable, and torch warns when it wraps one)."""
+    return torch.from_numpy(np.empty(0, array.dtype)).dtype
 
 
 def layer_name(layer):
@@ -280,12 +286,22 @@ class BatchLoader:
         if finish_in_workers is None:  # on a GPU the device transforms (uint8 copied there)
             finish_in_workers = self.device.type == "cpu"
         depth = max(1, layer.data_param.prefetch)  # every prefetching layer's (base_data_layer.cpp:39)
+        # the batches held at once: the queue's (at most depth) or the shared slots (all made
+        # here), each at most a float32 batch
+        held = IN_FLIGHT * self.workers + depth + 2 if self.workers else depth
+        memory.check_buffers(self.where, f"data_param.prefetch {layer.data_param.prefetch}", held,
+                             4 * int(np.prod(self.shape)))
         self.slots = None
         if self.workers:
             n, channels, height, width = self.shape
             shape, dtype = (((n, height, width, channels), torch.float32) if finish_in_workers
-                            else ((n,) + first.shape, torch.from_numpy(first).dtype))
-            self.slots = Slots(IN_FLIGHT * self.workers + depth + 2, shape, dtype)
+                            else ((n,) + first.shape, torch_dtype(first)))
+            try:
+                self.slots = Slots(held, shape, dtype)
+            except RuntimeError as err:  # torch: no shared memory or file descriptors left
+                raise UserError(f"{self.where}: cannot make {held:,} shared-memory batch buffers "
+                                f"(data_param.prefetch {depth}, {self.workers} workers): "
+                                f"{str(err).strip().splitlines()[0]}") from None
         self.decoder = BatchDecoder(records.decode, self.transform, self.shape, finish_in_workers,
                                     self.slots)
         self.queue = queue.Queue(maxsize=depth)
@@ -380,7 +396,7 @@ class StagedBatches:
             raise UserError(f"{self.where}: -stage_data: the database's {count} records take "
                             f"{need / 2**20:.0f} MiB, more than half of the {room / 2**20:.0f} "
                             f"MiB free on {self.device}")
-        records = torch.empty((count,) + first.shape, dtype=torch.from_numpy(first).dtype,
+        records = torch.empty((count,) + first.shape, dtype=torch_dtype(first),
                               device=self.device)
         labels = torch.empty(count, dtype=torch.float32, device=self.device)
         done = 0

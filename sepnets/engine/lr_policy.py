@@ -33,6 +33,14 @@ def check(param):
         raise UserError("lr_policy poly needs max_iter > 0")
 
 
+def _power(base, gamma, exponent):
+    """base * gamma ^ exponent as Caffe computes it: pow(Dtype, int) promotes to double
+    (sgd_solver.cpp:32-44), and a result too large for a double is inf - Caffe's lr becomes
+    inf and training goes on (Python's ** would raise OverflowError instead)."""
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        return np.float64(base) * np.power(np.float64(gamma), np.float64(exponent))
+
+
 def learning_rate(param, iteration, current_step):
     """(rate as float32, current_step): the rate for `iteration`; multistep advances the step
     once per call when `iteration` reaches the next stepvalue, as Caffe does."""
@@ -43,9 +51,9 @@ def learning_rate(param, iteration, current_step):
         rate = base
     elif policy == "step":
         current_step = iteration // param.stepsize
-        rate = f32(float(base) * float(gamma) ** current_step)
+        rate = f32(_power(base, gamma, current_step))
     elif policy == "exp":
-        rate = f32(float(base) * float(gamma) ** iteration)
+        rate = f32(_power(base, gamma, iteration))
     elif policy == "inv":
         rate = base * np.power(f32(1) + gamma * f32(iteration), -f32(param.power))
     elif policy == "multistep":
@@ -54,7 +62,7 @@ def learning_rate(param, iteration, current_step):
             current_step += 1
             glog.info("sgd_solver.cpp:50", f"MultiStep Status: Iteration {iteration}, "
                                            f"step = {current_step}")
-        rate = f32(float(base) * float(gamma) ** current_step)
+        rate = f32(_power(base, gamma, current_step))
     elif policy == "poly":
         rate = base * np.power(f32(1) - f32(iteration) / f32(param.max_iter), f32(param.power))
     elif policy == "sigmoid":

@@ -28,6 +28,7 @@ from sepnets.caffe import files, glog, netstate, shapes, upgrade
 from sepnets.caffe.proto import caffe_pb2
 from sepnets.engine import device as devices
 from sepnets.engine import fusion, layers
+from sepnets.engine.memory import check as check_memory
 from sepnets.errors import CaffeFileError, UserError
 
 
@@ -94,6 +95,7 @@ class Net:
         for layer_param in filtered.layer:  # before shape inference: the engine's own message
             layers.check_type(layer_param)
         inferred, _ = shapes.infer(filtered, data_shapes=layers.source_shapes)
+        check_memory(inferred, self.device, self.phase == caffe_pb2.TRAIN, self.source)
         self.steps = []
         self.layers = {}
         self.blob_shapes = {}

@@ -22,13 +22,12 @@ and `.solverstate` (the rule's history blobs in Caffe's layout), which stock Caf
 stock Caffe's snapshots restore here.
 """
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from sepnets import names
-from sepnets.caffe import files, glog, upgrade
+from sepnets.caffe import files, glog, snapshots, upgrade
 from sepnets.caffe.proto import caffe_pb2
 from sepnets.engine import distributed, lr_policy, updates
 from sepnets.engine.net import Net
@@ -108,13 +107,7 @@ class Solver:
             glog.warning(None, "debug_info is not supported by the engine; ignored")
         lr_policy.check(p)
         if p.snapshot and distributed.current().is_root:  # Caffe probes on the root only
-            probe = Path(names.snapshot(p.snapshot_prefix, 0, "tempfile"))
-            try:
-                probe.write_bytes(b"")
-                probe.unlink()
-            except OSError:
-                raise UserError(f"Cannot write to snapshot prefix '{p.snapshot_prefix}'. Make "
-                                "sure that the directory exists and is writable.") from None
+            snapshots.check_writable(p.snapshot_prefix)  # Caffe's probe, never through a link
 
     def _train_net(self):
         p = self.param

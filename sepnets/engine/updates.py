@@ -8,7 +8,9 @@ turns them into the values Net::Update subtracts from the weights, and keeps its
 blobs. `HISTORY` is how many history blobs it keeps per learnable blob: Caffe's history_
 holds one per blob (SGDSolver::PreSolve), and AdaDelta and Adam append a second set after the
 first (AdaDeltaPreSolve, AdamPreSolve), so a .solverstate lists history[0] of every blob,
-then history[1] of every blob. `histories[k][i]` here is Caffe's history_[k * N + i].
+then history[1] of every blob. `histories[k][i]` here is Caffe's history_[k * N + i]. The
+count is sepnets.caffe.snapshots.HISTORY_PER_BLOB's (the rule the resume check uses too,
+kept in caffe/ where the torch-free tools read it): `register` sets it on each rule.
 
 Arithmetic is Caffe's, in float32, one torch `_foreach` operation per BLAS or vector call of
 Caffe's CPU code, in Caffe's order (caffe_cpu_axpby(a, x, b, y) is y = b * y, then y += a * x,
@@ -20,6 +22,7 @@ import math
 import numpy as np
 import torch
 
+from sepnets.caffe.snapshots import HISTORY_PER_BLOB
 from sepnets.errors import UserError
 
 f32 = np.float32
@@ -27,6 +30,8 @@ UPDATE_RULES = {}
 
 
 def register(cls):
+    """Registers an update rule by its type, with Caffe's history count for that type."""
+    cls.HISTORY = HISTORY_PER_BLOB[cls.TYPE]
     UPDATE_RULES[cls.TYPE] = cls
     return cls
 
@@ -47,7 +52,7 @@ def rule_for(param, where):
 
 class UpdateRule:
     TYPE = None
-    HISTORY = 1  # history blobs per learnable blob
+    HISTORY = None  # history blobs per learnable blob (set by `register`)
 
     def __init__(self, param, where):
         self.param = param
@@ -153,7 +158,6 @@ class AdaDelta(UpdateRule):
     update = local_rate * g (Caffe's AdaDelta still multiplies by the learning rate, so
     its solvers set base_lr: 1 with lr_policy fixed)."""
     TYPE = "AdaDelta"
-    HISTORY = 2
 
     def compute(self, grads, histories, local_rate, iteration):
         gradient_history, update_history = histories
@@ -178,7 +182,6 @@ class Adam(UpdateRule):
     sqrt(1 - b2^t) / (1 - b1^t) for t = iter + 1 (computed in double, as C++'s pow with an
     int exponent does, then stored as float); b1 = momentum, b2 = momentum2."""
     TYPE = "Adam"
-    HISTORY = 2
 
     def compute(self, grads, histories, local_rate, iteration):
         first, second = histories

@@ -43,13 +43,11 @@ def layer_figure(name, weights):
 
 
 def write_stats(directory, layers):
-    """One PNG per (name, weights) of 2-D kernels in `directory`; returns the paths written."""
-    directory.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for name, weights in layers:
-        if weights.ndim != 4 or weights.shape[2] * weights.shape[3] > 62:
-            continue  # 2-D kernels whose patterns fit an integer code
-        path = directory / names.pattern_figure(name)
-        files.atomic_write(path, layer_figure(name, weights))
-        paths.append(path)
-    return paths
+    """One PNG per (name, weights) of 2-D kernels in `directory`, each layer its own file
+    (names.pattern_figures), all written together or none; returns the paths written."""
+    drawn = [(name, weights) for name, weights in layers
+             if weights.ndim == 4 and 0 < weights.shape[2] * weights.shape[3] <= 62]
+    figure_names = names.pattern_figures([name for name, _ in drawn])
+    figures = {directory / figure_names[name]: layer_figure(name, weights) for name, weights in drawn}
+    files.make_dirs(directory)
+    return files.atomic_write_all(figures)

@@ -13,7 +13,26 @@ import os
 from pathlib import Path
 
 from sepnets import names
+from sepnets.caffe import netstate, shapes
 from sepnets.caffe.proto import caffe_pb2
+from sepnets.errors import UserError
+
+
+def check_net(net, path):
+    """UserError for a net Caffe would refuse to build, as far as it shows without its data:
+    in each phase every bottom made by an earlier layer and no top made twice
+    (shapes.wiring), each layer's number of bottoms and tops (shapes.check_counts), and
+    every convolution's kernel given and nonzero (shapes.conv_kernel)."""
+    for phase in ("TRAIN", "TEST"):
+        filtered = netstate.filter_net(net, phase)
+        try:
+            shapes.wiring(filtered)
+            for layer in filtered.layer:
+                shapes.check_counts(layer)
+                if layer.type in ("Convolution", "Deconvolution"):
+                    shapes.conv_kernel(layer)
+        except UserError as err:
+            raise UserError(f"{path} ({phase} phase): {err}") from None
 
 
 def freeze(net, layer_names):

@@ -23,9 +23,8 @@ import struct
 from dataclasses import dataclass
 
 import numpy as np
-from google.protobuf.message import DecodeError
 
-from sepnets.caffe import files
+from sepnets.caffe import files, wire
 from sepnets.caffe.proto import caffe_pb2
 from sepnets.errors import CaffeFileError, UserError
 
@@ -74,6 +73,7 @@ def _header(model):
             if (layer.name, i) in model.legacy:
                 proto.num, proto.channels, proto.height, proto.width = blob.shape
             else:
+                proto.shape.SetInParent()  # present even for a 0-axis blob
                 proto.shape.dim.extend(blob.shape)
     return head.SerializeToString(deterministic=True)
 
@@ -101,6 +101,9 @@ def encode(model, pattern_layers, bits=32):
                 payload = [np.ascontiguousarray(blob, "<f4").tobytes()]
             else:
                 kind = LINEAR8
+                if not np.isfinite(blob).all():
+                    raise UserError(f"layer '{layer.name}' blob {i} holds NaN or inf values, which "
+                                    "an 8-bit linear code cannot store; pack with --pack-bits 32")
                 lo, step, codes = linear8(blob)
                 payload = [struct.pack("<ff", lo, step), codes.tobytes()]
             chunks.append(bytes([kind]))
@@ -129,37 +132,47 @@ class _Reader:
         return out
 
 
-def _blob_shape(proto):
+def _blob_shape(path, layer, i, proto):
+    """(shape, legacy) of a header blob, checked as Caffe checks a blob's shape."""
     if proto.HasField("shape"):
-        return tuple(proto.shape.dim), False
-    return (proto.num, proto.channels, proto.height, proto.width), True
+        shape, legacy = tuple(proto.shape.dim), False
+    else:
+        shape, legacy = (proto.num, proto.channels, proto.height, proto.width), True
+    try:
+        wire.check_dims(shape, 0)
+    except wire.WireError as err:
+        raise CaffeFileError(path, f"header: layer '{layer.name}' blob {i}: "
+                                   f"{str(err).split(': ', 1)[1]}") from None
+    return shape, legacy
 
 
 def decode(data, path="<bytes>"):
     """Packed bytes -> files.Model (pattern and float32 blobs exact, 8-bit ones dequantized)."""
     if not data.startswith(MAGIC[:7]):
         raise CaffeFileError(path, "not a packed pattern file (no SEPPACK magic)")
+    if len(data) < len(MAGIC):
+        raise CaffeFileError(path, "truncated packed file: it ends inside the magic")
     if data[:8] != MAGIC:
         raise CaffeFileError(path, f"packed format version {data[7]} is not supported (expected 1)")
     reader = _Reader(path, memoryview(data))
     reader.take(8, "magic")
     (size,) = struct.unpack("<I", reader.take(4, "header size"))
-    try:
-        head = caffe_pb2.NetParameter.FromString(bytes(reader.take(size, "header")))
-    except DecodeError as err:
-        raise CaffeFileError(path, f"corrupt header: {err}") from None
+    head = files.parse_binary(path, caffe_pb2.NetParameter, bytes(reader.take(size, "header")), 12)
+    files.check_text(path, head, "header", 12)
     model = files.Model(head)
     for layer in model.layers():
         arrays = []
+        if layer.name in model.blobs and len(layer.blobs):
+            raise CaffeFileError(path, f"header: two layers named '{layer.name}' both carry blobs")
         for i, proto in enumerate(layer.blobs):
-            shape, legacy = _blob_shape(proto)
+            shape, legacy = _blob_shape(path, layer, i, proto)
             n = math.prod(shape)
             kind = reader.take(1, f"layer '{layer.name}' blob {i}")[0]
             if kind == PATTERN:
                 filters = shape[0] if shape else 1
                 scales = np.frombuffer(reader.take(4 * filters, "scales"), "<f4")
                 bits = np.unpackbits(np.frombuffer(reader.take(math.ceil(n / 8), "bits"), np.uint8),
-                                     count=n).astype(bool).reshape(filters, -1)
+                                     count=n).astype(bool).reshape(filters, n // filters if filters else 0)
                 a = scales[:, None]
                 array = np.where(bits, a, -a).astype(np.float32).reshape(shape)
             elif kind == FLOAT:

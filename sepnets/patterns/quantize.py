@@ -23,28 +23,82 @@ MB = analysis.MB
 
 # ---------------------------------------------------------------- offsets
 
+SMALLEST = float(np.finfo(np.float32).tiny)   # the smallest normal float32
+LARGEST = float(np.finfo(np.float32).max)
+MAX_SWEEP = 1000      # offsets in one sweep: each is a full `caffe test`
+
+
 def check_offset(value, flag="--offset"):
-    if not math.isfinite(value) or value <= 0:
-        raise UserError(f"{flag} {value:g}: the offset must be a positive number (the authors "
-                        "used 0.02 to 0.09)")
+    """The offset, if it is usable: finite, > 0, and a normal float32 (the blobs' type: a
+    smaller one is stored as a subnormal or as 0, a larger one as inf)."""
+    single = np.float32(value) if math.isfinite(value) and abs(value) <= LARGEST else np.float32(np.inf)
+    if not (value > 0 and np.isfinite(single) and single >= SMALLEST):
+        raise UserError(f"{flag} {value:g}: the offset must be a positive number that float32 holds "
+                        f"as a normal number ({SMALLEST:.6g} to {LARGEST:.6g}; the authors used "
+                        "0.02 to 0.09)")
     return value
 
 
+def parse_offset(text, flag="--offset"):
+    """An offset given as text -> float, checked (check_offset)."""
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise UserError(f"{flag} {text!r}: not a number (e.g. 0.06)") from None
+    return check_offset(value, flag)
+
+
 def parse_sweep(text):
-    """'START:STOP:STEP' (STOP included) or 'A,B,C' -> list of offsets."""
+    """'START:STOP:STEP' (STOP included) or 'A,B,C' -> list of offsets. Refused before any
+    work: more than MAX_SWEEP offsets, an offset check_offset refuses, and two offsets that
+    are one float32 (they would make the same model under one name)."""
+    usage = (f"--sweep {text!r}: expected START:STOP:STEP such as 0.02:0.09:0.01, or a list "
+             "such as 0.04,0.06")
     try:
         if ":" in text:
             start, stop, step = (float(v) for v in text.split(":"))
+            if not all(math.isfinite(v) for v in (start, stop, step)):
+                raise UserError(f"--sweep {text}: START, STOP and STEP must be finite numbers")
             if step <= 0 or stop < start:
                 raise UserError(f"--sweep {text}: need START <= STOP and STEP > 0")
-            count = int(math.floor((stop - start) / step + 1e-9)) + 1
-            values = [round(start + i * step, 10) for i in range(count)]
+            span = (stop - start) / step
+            if not math.isfinite(span) or span + 1 > MAX_SWEEP:
+                raise UserError(f"--sweep {text}: more than {MAX_SWEEP} offsets; use a larger "
+                                "STEP (each offset is a full test run)")
+            count = int(math.floor(span + 1e-9)) + 1
+            # 15 significant digits: the float noise of start + i * step goes, the offsets stay
+            values = [float(f"{start + i * step:.15g}") for i in range(count)]
         else:
-            values = [float(v) for v in text.split(",")]
+            parts = text.split(",")
+            if len(parts) > MAX_SWEEP:
+                raise UserError(f"--sweep: {len(parts)} offsets, more than {MAX_SWEEP}")
+            values = [float(v) for v in parts]
     except ValueError:
-        raise UserError(f"--sweep {text!r}: expected START:STOP:STEP such as 0.02:0.09:0.01, "
-                        "or a list such as 0.04,0.06") from None
-    return [check_offset(v, "--sweep value") for v in values]
+        raise UserError(usage) from None
+    offsets = [check_offset(v, "--sweep value") for v in values]
+    seen = {}
+    for v in offsets:
+        name = names.offset_text(v)
+        if name in seen:
+            raise UserError(f"--sweep {text}: offsets {seen[name]!r} and {v!r} are the same float32 "
+                            f"({name}): they would make one model under one name")
+        seen[name] = v
+    return offsets
+
+
+def nonfinite(model, layers):
+    """[(layer, NaN count, inf count)] of the selected layers' weights that are not finite."""
+    found = []
+    for layer in layers:
+        weights = model.blobs[layer.name][0]
+        nan, inf = int(np.isnan(weights).sum()), int(np.isinf(weights).sum())
+        if nan or inf:
+            found.append((layer.name, nan, inf))
+    return found
+
+
+def describe_nonfinite(found):
+    return ", ".join(f"'{name}' {nan} NaN and {inf} inf" for name, nan, inf in found)
 
 
 # ---------------------------------------------------------------- the model

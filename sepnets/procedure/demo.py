@@ -41,7 +41,7 @@ def write_solver(ws, train_iters, test_records):
     if ws.solver.exists() and ws.solver.read_text() != text:
         raise UserError(f"{rel(ws.models)} holds a demo run with another schedule; "
                         "remove models/demo and logs/demo to start over")
-    ws.models.mkdir(parents=True, exist_ok=True)
+    files.make_dirs(ws.models)
     if not ws.solver.exists():
         files.write_text(ws.solver, param)
 
@@ -58,7 +58,14 @@ def test_batches(train_val, size=100):
 
 def run(train_iters=TRAIN_ITERS, finetune_iters=FINETUNE_ITERS, sweep=SWEEP, engine="caffe",
         gpu=None):
+    """The whole demo, holding models/demo/'s lock throughout (a second `make demo` stops at
+    once instead of mixing its results with this one's)."""
     ws = workspace()
+    with ws.hold():
+        _run(ws, train_iters, finetune_iters, sweep, engine, gpu)
+
+
+def _run(ws, train_iters, finetune_iters, sweep, engine, gpu):
     engine_name = "stock Caffe 1.0 (CPU)" if engine == "caffe" else "the PyTorch engine"
     stages = ["MNIST 5k -> LMDB", f"train LeNet, {train_iters} iterations ({engine_name})",
               f"pattern binarization of the 5x5 filters, offset sweep {sweep}",

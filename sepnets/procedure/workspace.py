@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sepnets import names, paths
-from sepnets.caffe import files, upgrade
+from sepnets.caffe import files, runlock, upgrade
 from sepnets.errors import UserError
 
 
@@ -53,6 +53,13 @@ class Workspace:
 
     def eval_path(self):
         return self.log(names.EVAL_JSON)
+
+    def hold(self):
+        """The workspace's run lock (sepnets.caffe.runlock, models/<name>/.workspace.lock):
+        train, quant, finetune, eval and demo hold it, so a second run on the same net stops
+        at once instead of mixing its files with the first's."""
+        files.make_dirs(self.models)
+        return runlock.exclusive(self.models / names.WORKSPACE_LOCK, rel(self.models))
 
 
 def network_names():
@@ -106,7 +113,7 @@ def record_quantized(ws, selector, trained, model, offset):
     quant_<filters>.json), so that finetune and eval use that one."""
     doc = {"trained": str(rel(trained)), "model": str(rel(model)),
            "offset": names.offset_text(offset)}
-    ws.logs.mkdir(parents=True, exist_ok=True)
+    files.make_dirs(ws.logs)
     files.atomic_write(ws.log(names.quant_record(selector.tag)),
                        (json.dumps(doc, indent=1) + "\n").encode())
 
@@ -127,8 +134,9 @@ def quantized_model(ws, selector, offset=None):
                         "missing): run `make quant` first")
     try:
         doc = json.loads(files.read_bytes(record))
-        doc["model"]
-    except (ValueError, TypeError, KeyError):
+        if not isinstance(doc.get("model"), str):
+            raise ValueError("no model")
+    except (ValueError, AttributeError):
         raise UserError(f"{rel(record)}: not a record of `make quant`; remove it and run "
                         "`make quant` again") from None
     if doc.get("trained") != str(rel(trained)):

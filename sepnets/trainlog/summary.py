@@ -5,7 +5,7 @@ of every test output)."""
 import numpy as np
 
 from sepnets import names
-from sepnets.caffe.files import atomic_write
+from sepnets.caffe.files import atomic_write_all
 from sepnets.errors import UserError
 
 
@@ -22,13 +22,19 @@ def csv_paths(series, prefix):
     return paths
 
 
-def write_csv(series, prefix, inputs=()):
-    paths = csv_paths(series, prefix)
-    for (i, kind), path in paths.items():
+def csv_tables(series, prefix):
+    """{path: CSV bytes} of every table (csv_paths)."""
+    tables = {}
+    for (i, kind), path in csv_paths(series, prefix).items():
         s = series[i]
         table = s.train if kind == "train" else next(t for t in s.tests if t.kind == kind)
-        atomic_write(path, table.csv_text().encode(), inputs=inputs)
-    return [str(p) for p in paths.values()]
+        tables[path] = table.csv_text().encode()
+    return tables
+
+
+def write_csv(series, prefix, inputs=()):
+    """Writes the tables, all of them or none (files.atomic_write_all)."""
+    return [str(p) for p in atomic_write_all(csv_tables(series, prefix), inputs=inputs)]
 
 
 def summary(s):

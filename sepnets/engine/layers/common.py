@@ -30,7 +30,8 @@ class InnerProduct(Layer):
 
     def forward(self, bottoms):
         x = bottoms[0]
-        rows = x.reshape(int(np.prod(x.shape[:self.axis], dtype=np.int64)), -1)
+        rows = x.reshape(int(np.prod(x.shape[:self.axis], dtype=np.int64)),
+                         int(np.prod(x.shape[self.axis:], dtype=np.int64)))
         weight = self.blob(0)
         out = rows @ weight if self.transpose else rows @ weight.t()
         if len(self.blobs) > 1:

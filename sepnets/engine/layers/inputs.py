@@ -8,8 +8,9 @@ import torch
 
 from sepnets.caffe import db, glog
 from sepnets.caffe.proto import caffe_pb2
+from sepnets.caffe.shapes import INT_MAX
 from sepnets.engine import data, fillers, records
-from sepnets.engine.layers.base import Layer, register
+from sepnets.engine.layers.base import Layer, LayerError, register
 from sepnets.errors import UserError
 
 TRANSFORM_FIELDS = {"scale", "mirror", "crop_size", "mean_file", "mean_value", "force_color",
@@ -143,7 +144,20 @@ class ImageData(Prefetching):
 
     @classmethod
     def source_shapes(cls, param):
+        """image_data_layer.cpp:27-33 and 82-85: new_height and new_width both 0 or both
+        positive (checked here, before the first image is read and resized), then the first
+        image's shape; a resized image must be a blob Caffe can hold (at most INT_MAX
+        values), not an allocation OpenCV attempts for minutes or the machine cannot make."""
         p = param.image_data_param
+        where = f"layer '{param.name}' (ImageData)"
+        if not (p.new_height == p.new_width == 0 or p.new_height > 0 and p.new_width > 0):
+            raise LayerError(f"{where}: Current implementation requires new_height and new_width "
+                             "to be set at the same time.")
+        values = p.new_height * p.new_width * (3 if p.is_color else 1)
+        if values > INT_MAX:
+            raise LayerError(f"{where}: image_data_param.new_height x new_width {p.new_height} x "
+                             f"{p.new_width}: an image of {values:,} values is more than a blob "
+                             f"holds (INT_MAX, {INT_MAX:,})")
         first = records.read_image_list(p.source)[0][0]
         height, width, channels = records.read_image(p.root_folder + first, p.new_height,
                                                      p.new_width, p.is_color).shape
@@ -154,9 +168,6 @@ class ImageData(Prefetching):
 
     def setup(self, shapes):
         p = self.param.image_data_param
-        if (p.new_height == 0) != (p.new_width == 0):
-            self.fail("Current implementation requires new_height and new_width to be set at "
-                      "the same time.")
         seed = self.seed()
         # the list's order draws from its own stream (Caffe: prefetch_rng_, apart from the
         # transformer's)

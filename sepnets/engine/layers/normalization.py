@@ -27,6 +27,10 @@ class BatchNorm(Layer):
         self.global_stats = p.use_global_stats if p.HasField("use_global_stats") else not self.train
         self.fraction = float(np.float32(p.moving_average_fraction))
         self.eps = float(np.float32(p.eps))
+        if not self.eps > 0:
+            # Caffe divides by sqrt(variance + eps) unchecked: NaN or inf where that is <= 0
+            self.fail(f"eps {p.eps:g} must be positive (Caffe would divide by sqrt(variance + "
+                      "eps) and make NaN or inf)")
         shape = self.bottom_shapes[0]
         if len(shape) < 2:
             self.fail("the engine normalizes blobs with a channel axis (at least 2 axes)")

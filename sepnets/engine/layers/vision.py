@@ -36,11 +36,22 @@ class Convolution(Layer):
         if len(self.param.top) != len(self.param.bottom):
             self.fail("give one top per bottom")
         kernel, stride, pad, dilation = caffe_shapes.conv_geometry(self.param, 2)
-        self.stride, self.pad, self.dilation = tuple(stride), tuple(pad), tuple(dilation)
+        if min(dilation) <= 0:
+            self.fail("dilation must be positive")
+        self.stride = self._useful_stride(kernel, stride, pad, dilation)
+        self.pad, self.dilation = tuple(pad), tuple(dilation)
         self.group = p.group
         self.blobs.append(self.make_blob(p.weight_filler, shapes.param_shapes[0], "weight_filler"))
         if p.bias_term:
             self.blobs.append(self.make_blob(p.bias_filler, shapes.param_shapes[1], "bias_filler"))
+
+    def _useful_stride(self, kernel, stride, pad, dilation):
+        """The stride, capped where it passes the last window start: the output (one window
+        along that axis) is the same, and torch's backward pass takes seconds for strides far
+        beyond the input (10^9: 16 s), where Caffe's im2col does not."""
+        sizes = self.bottom_shapes[0][2:]
+        return tuple(min(s, size + 2 * p - d * (k - 1))
+                     for size, k, s, p, d in zip(sizes, kernel, stride, pad, dilation))
 
     def forward(self, bottoms):
         weight = self.blob(0)
