@@ -166,6 +166,9 @@ INPUT = 'layer { name: "in" type: "Input" top: "x" input_param { shape { dim: 1 
      "layer 'c' (Convolution): only axis 1"),
     ('layer { name: "l" type: "SoftmaxWithLoss" bottom: "x" bottom: "x" top: "a" top: "b" }',
      "layer 'l' (SoftmaxWithLoss): takes 1 top blob(s), 2 given"),
+    ('layer { name: "p" type: "Pooling" bottom: "x" top: "y" top: "mask" pooling_param { pool: MAX '
+     'kernel_size: 2 } }',
+     "layer 'p' (Pooling): takes 1 top blob(s), 2 given"),
     ('layer { name: "p" type: "Pooling" bottom: "x" top: "y" pooling_param { pool: MAX kernel_size: 2 '
      'stride: 5 } }',
      "the last pooling window starts outside"),

@@ -12,7 +12,7 @@ import re
 import numpy as np
 import pytest
 
-from sepnets.caffe import files
+from sepnets.caffe import files, shapes
 from sepnets.caffe.proto import CAFFE_LAYER_TYPES
 from sepnets.engine import layers
 from tests.support import pycaffe
@@ -400,3 +400,14 @@ def test_readme_counts_the_layer_types_the_engine_supports(stock):
     listed = readme[readme.index("**Supported.**"):readme.index("**Refused with one line")]
     missing = [t for t in supported if not re.search(rf"\b{t}\b", listed)]
     assert not missing, f"the README's Supported list lacks {missing}"
+
+
+def test_blob_counts_are_caffes_one_table():
+    """Every type the engine builds has its bottom and top counts in Caffe's table
+    (sepnets.caffe.shapes.BLOB_COUNTS, which shape inference and the engine's layers both
+    check); the engine narrows it only where it implements fewer tops (MAX_TOPS)."""
+    assert not set(layers.REGISTRY) - set(shapes.BLOB_COUNTS)
+    narrowed = {t: cls.MAX_TOPS for t, cls in layers.REGISTRY.items() if cls.MAX_TOPS is not None}
+    assert narrowed == {"Pooling": 1, "SoftmaxWithLoss": 1}
+    for kind, most in narrowed.items():
+        assert shapes.BLOB_COUNTS[kind][1][1] > most  # Caffe allows more

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from sepnets.caffe import glog
+from sepnets.caffe import glog, shapes
 from sepnets.caffe.proto import caffe_pb2
 from sepnets.engine import fillers
 from sepnets.errors import UserError
@@ -68,8 +68,9 @@ class Layer:
     TYPE = None
     PARAMS = ()      # the LayerParameter fields holding this layer's own parameters
     FIELDS = {}      # PARAMS field -> set of its fields the implementation reads
-    NUM_BOTTOMS = None  # exact count, or (min, max)
-    NUM_TOPS = None
+    # Caffe's bottom and top counts are sepnets.caffe.shapes.BLOB_COUNTS (the one table); a
+    # layer that implements fewer tops than Caffe allows says how many
+    MAX_TOPS = None
     IS_LOSS = False  # loss layers weigh their first top 1 by default
     MAKES_DATA = False  # a data layer: its 4-axis tops enter channels-last where the net wants it
     NO_GRADIENT = ()  # bottoms Caffe never back-propagates into (its AllowForceBackward false)
@@ -140,14 +141,11 @@ class Layer:
                     self.fail(f"{field}.{name} is not supported by the engine")
 
     def _check_counts(self):
-        for what, rule, got in (("bottom", self.NUM_BOTTOMS, len(self.param.bottom)),
-                                ("top", self.NUM_TOPS, len(self.param.top))):
-            if rule is None:
-                continue
-            low, high = (rule, rule) if isinstance(rule, int) else rule
-            if not low <= got <= (high if high is not None else got):
-                want = str(low) if low == high else f"{low} to {high if high is not None else 'any'}"
-                self.fail(f"takes {want} {what} blob(s), {got} given")
+        """Caffe's Layer::CheckBlobCounts (shapes.check_counts, which shape inference applies
+        too), then the engine's own limit on tops."""
+        shapes.check_counts(self.param)
+        if self.MAX_TOPS is not None and len(self.param.top) > self.MAX_TOPS:
+            self.fail(f"takes {self.MAX_TOPS} top blob(s), {len(self.param.top)} given")
 
     def make_blob(self, filler_param, shape, what):
         """A new parameter blob filled by a Caffe filler, on the device."""

@@ -17,8 +17,6 @@ class InnerProduct(Layer):
     PARAMS = ("inner_product_param",)
     FIELDS = {"inner_product_param": {"num_output", "bias_term", "weight_filler", "bias_filler",
                                       "axis", "transpose"}}
-    NUM_BOTTOMS = 1
-    NUM_TOPS = 1
 
     def setup(self, shapes):
         p = self.param.inner_product_param
@@ -41,8 +39,6 @@ class InnerProduct(Layer):
 
 class Restructure(Layer):
     """Flatten and Reshape: the top shape sepnets.caffe.shapes computed with Caffe's rules."""
-    NUM_BOTTOMS = 1
-    NUM_TOPS = 1
 
     def forward(self, bottoms):
         return [bottoms[0].reshape(self.top_shapes[0])]
@@ -67,8 +63,6 @@ class Concat(Layer):
     TYPE = "Concat"
     PARAMS = ("concat_param",)
     FIELDS = {"concat_param": {"axis", "concat_dim"}}
-    NUM_BOTTOMS = (1, None)
-    NUM_TOPS = 1
 
     def setup(self, shapes):
         p = self.param.concat_param
@@ -86,8 +80,6 @@ class Slice(Layer):
     TYPE = "Slice"
     PARAMS = ("slice_param",)
     FIELDS = {"slice_param": {"axis", "slice_dim", "slice_point"}}
-    NUM_BOTTOMS = 1
-    NUM_TOPS = (1, None)
 
     def setup(self, shapes):
         p = self.param.slice_param
@@ -106,8 +98,6 @@ class Split(Layer):
     """Caffe inserts Split layers where a blob feeds several layers, so their gradients add
     up; autograd adds them too, so an explicit Split just hands its bottom to every top."""
     TYPE = "Split"
-    NUM_BOTTOMS = 1
-    NUM_TOPS = (1, None)
 
     def forward(self, bottoms):
         return [bottoms[0]] * len(self.param.top)
@@ -116,8 +106,6 @@ class Split(Layer):
 @register
 class Silence(Layer):
     TYPE = "Silence"
-    NUM_BOTTOMS = (1, None)
-    NUM_TOPS = 0
 
     def forward(self, bottoms):
         return []
@@ -133,8 +121,6 @@ class Eltwise(Layer):
     TYPE = "Eltwise"
     PARAMS = ("eltwise_param",)
     FIELDS = {"eltwise_param": {"operation", "coeff", "stable_prod_grad"}}
-    NUM_BOTTOMS = (2, None)
-    NUM_TOPS = 1
 
     def setup(self, shapes):
         p = self.param.eltwise_param
@@ -197,8 +183,6 @@ class Embed(Layer):
     PARAMS = ("embed_param",)
     FIELDS = {"embed_param": {"num_output", "input_dim", "bias_term", "weight_filler",
                               "bias_filler"}}
-    NUM_BOTTOMS = 1
-    NUM_TOPS = 1
     NO_GRADIENT = (0,)
     FORCE_BACKWARD_FAILS = "Can't backpropagate to EmbedLayer input."
 
@@ -222,8 +206,6 @@ class Crop(Layer):
     TYPE = "Crop"
     PARAMS = ("crop_param",)
     FIELDS = {"crop_param": {"axis", "offset"}}
-    NUM_BOTTOMS = 2
-    NUM_TOPS = 1
 
     def setup(self, shapes):
         top, offsets = crop_geometry(self.param, *self.bottom_shapes)
@@ -240,8 +222,6 @@ class Tile(Layer):
     TYPE = "Tile"
     PARAMS = ("tile_param",)
     FIELDS = {"tile_param": {"axis", "tiles"}}
-    NUM_BOTTOMS = 1
-    NUM_TOPS = 1
 
     def setup(self, shapes):
         p = self.param.tile_param
@@ -262,8 +242,6 @@ class Reduction(Layer):
     TYPE = "Reduction"
     PARAMS = ("reduction_param",)
     FIELDS = {"reduction_param": {"operation", "axis", "coeff"}}
-    NUM_BOTTOMS = 1
-    NUM_TOPS = 1
 
     def setup(self, shapes):
         p = self.param.reduction_param
@@ -303,8 +281,6 @@ class ArgMax(Layer):
     TYPE = "ArgMax"
     PARAMS = ("argmax_param",)
     FIELDS = {"argmax_param": {"out_max_val", "top_k", "axis"}}
-    NUM_BOTTOMS = 1
-    NUM_TOPS = 1
     FORCE_BACKWARD_FAILS = "ArgMaxLayer's Backward is not implemented"
 
     def setup(self, shapes):
@@ -333,8 +309,6 @@ class Filter(Layer):
     selector (N x 1 x ...), is nonzero; gradients go back to the selected items, zero
     elsewhere. The selector gets no gradient."""
     TYPE = "Filter"
-    NUM_BOTTOMS = (2, None)
-    NUM_TOPS = (1, None)
     FORCE_BACKWARD_FAILS = "FilterLayer cannot backpropagate to filter index inputs"
 
     def no_gradient_bottoms(self):
@@ -350,8 +324,6 @@ class BatchReindex(Layer):
     """Items of the first bottom in the order the second (a 1-axis blob of indices) lists
     them, repeats allowed; gradients are summed back into the items."""
     TYPE = "BatchReindex"
-    NUM_BOTTOMS = 2
-    NUM_TOPS = 1
     NO_GRADIENT = (1,)
     FORCE_BACKWARD_FAILS = "Cannot backprop to index."
 
@@ -367,8 +339,6 @@ class Parameter(Layer):
     TYPE = "Parameter"
     PARAMS = ("parameter_param",)
     FIELDS = {"parameter_param": {"shape"}}
-    NUM_BOTTOMS = 0
-    NUM_TOPS = 1
 
     def setup(self, shapes):
         self.blobs.append(self.zeros(shapes.param_shapes[0]))

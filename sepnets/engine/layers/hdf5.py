@@ -53,8 +53,6 @@ class HDF5Data(Layer):
     MAKES_DATA = True
     PARAMS = ("hdf5_data_param", "transform_param")
     FIELDS = {"hdf5_data_param": {"source", "batch_size", "shuffle"}}
-    NUM_BOTTOMS = 0
-    NUM_TOPS = (1, None)
 
     @classmethod
     def source_shapes(cls, param):
@@ -123,8 +121,6 @@ class HDF5Output(Layer):
     TYPE = "HDF5Output"
     PARAMS = ("hdf5_output_param",)
     FIELDS = {"hdf5_output_param": {"file_name"}}
-    NUM_BOTTOMS = 2
-    NUM_TOPS = 0
 
     def setup(self, shapes):
         self.file_name = self.param.hdf5_output_param.file_name

@@ -24,7 +24,6 @@ class Input(Layer):
     MAKES_DATA = True
     PARAMS = ("input_param",)
     FIELDS = {"input_param": {"shape"}}
-    NUM_BOTTOMS = 0
 
     def setup(self, shapes):
         self.values = [self.zeros(shape) for shape in self.top_shapes]
@@ -48,7 +47,6 @@ class DummyData(Layer):
     MAKES_DATA = True
     PARAMS = ("dummy_data_param",)
     FIELDS = {"dummy_data_param": {"data_filler", "shape", "num", "channels", "height", "width"}}
-    NUM_BOTTOMS = 0
 
     def setup(self, shapes):
         p = self.param.dummy_data_param
@@ -74,7 +72,6 @@ class Prefetching(Layer):
     """Data and ImageData: one input pipeline (sepnets.engine.data) over the layer's record
     source (sepnets.engine.records), batches made ahead of use."""
     MAKES_DATA = True
-    NUM_BOTTOMS = 0
 
     def start(self, records, batch_size):
         """Batches of `records`, the transform's random choices drawn from the layer's seed
@@ -106,7 +103,6 @@ class Data(Prefetching):
     PARAMS = ("data_param", "transform_param")
     FIELDS = {"data_param": {"source", "batch_size", "backend", "prefetch", "rand_skip"},
               "transform_param": TRANSFORM_FIELDS}
-    NUM_TOPS = (1, 2)
 
     @classmethod
     def source_shapes(cls, param):
@@ -140,7 +136,6 @@ class ImageData(Prefetching):
     FIELDS = {"image_data_param": {"source", "batch_size", "rand_skip", "shuffle", "new_height",
                                    "new_width", "is_color", "root_folder"},
               "transform_param": TRANSFORM_FIELDS - {"force_color", "force_gray"}}
-    NUM_TOPS = 2
 
     @classmethod
     def source_shapes(cls, param):
@@ -189,8 +184,6 @@ class MemoryData(Layer):
     PARAMS = ("memory_data_param", "transform_param")
     FIELDS = {"memory_data_param": {"batch_size", "channels", "height", "width"},
               "transform_param": TRANSFORM_FIELDS}
-    NUM_BOTTOMS = 0
-    NUM_TOPS = 2
 
     def setup(self, shapes):
         self.data = self.labels = None

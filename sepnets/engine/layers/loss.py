@@ -69,8 +69,6 @@ class Softmax(Layer):
     TYPE = "Softmax"
     PARAMS = ("softmax_param",)
     FIELDS = {"softmax_param": {"axis", "engine"}}
-    NUM_BOTTOMS = 1
-    NUM_TOPS = 1
 
     def setup(self, shapes):
         self.axis = canonical_axis(self.param, self.param.softmax_param.axis,
@@ -116,8 +114,7 @@ class SoftmaxWithLoss(LossLayer):
     PARAMS = ("loss_param", "softmax_param")
     FIELDS = {"loss_param": {"ignore_label", "normalization", "normalize"},
               "softmax_param": {"axis", "engine"}}
-    NUM_BOTTOMS = 2
-    NUM_TOPS = 1
+    MAX_TOPS = 1  # the second top, as the docstring says
 
     def setup_loss(self, shapes):
         p = self.param.loss_param
@@ -160,8 +157,6 @@ class Accuracy(Layer):
     TYPE = "Accuracy"
     PARAMS = ("accuracy_param",)
     FIELDS = {"accuracy_param": {"top_k", "axis", "ignore_label"}}
-    NUM_BOTTOMS = 2
-    NUM_TOPS = (1, 2)
 
     def setup(self, shapes):
         p = self.param.accuracy_param
@@ -208,8 +203,6 @@ class EuclideanLoss(LossLayer):
     """sum((a - b)^2) / N / 2; both bottoms get a gradient (Caffe lets force_backward reach
     the second too)."""
     TYPE = "EuclideanLoss"
-    NUM_BOTTOMS = 2
-    NUM_TOPS = 1
     NO_GRADIENT = ()
 
     def setup_loss(self, shapes):
@@ -231,8 +224,6 @@ class SigmoidCrossEntropyLoss(LossLayer):
     TYPE = "SigmoidCrossEntropyLoss"
     PARAMS = ("loss_param",)
     FIELDS = {"loss_param": {"ignore_label", "normalization", "normalize"}}
-    NUM_BOTTOMS = 2
-    NUM_TOPS = 1
 
     def setup_loss(self, shapes):
         x, t = self.bottom_shapes
@@ -264,8 +255,6 @@ class HingeLoss(LossLayer):
     TYPE = "HingeLoss"
     PARAMS = ("hinge_loss_param",)
     FIELDS = {"hinge_loss_param": {"norm"}}
-    NUM_BOTTOMS = 2
-    NUM_TOPS = 1
 
     def setup_loss(self, shapes):
         legacy_axes(self.param, self.bottom_shapes[0])  # Caffe's num/count view
@@ -286,8 +275,6 @@ class MultinomialLogisticLoss(LossLayer):
     """-sum(log(max(p[label], 1e-20))) / N for predicted probabilities p (N, K); gradient
     -1 / (N max(p[label], 1e-20)) at the label."""
     TYPE = "MultinomialLogisticLoss"
-    NUM_BOTTOMS = 2
-    NUM_TOPS = 1
 
     def setup_loss(self, shapes):
         if legacy_axes(self.param, self.bottom_shapes[1])[1:] != (1, 1, 1):
@@ -312,8 +299,6 @@ class InfogainLoss(LossLayer):
     PARAMS = ("loss_param", "infogain_loss_param", "softmax_param")
     FIELDS = {"loss_param": {"ignore_label", "normalization", "normalize"},
               "infogain_loss_param": {"source", "axis"}, "softmax_param": {"engine"}}
-    NUM_BOTTOMS = (2, 3)
-    NUM_TOPS = (1, 2)
     NO_GRADIENT = (1, 2)
 
     def force_backward_failure(self):
@@ -375,8 +360,6 @@ class ContrastiveLoss(LossLayer):
     TYPE = "ContrastiveLoss"
     PARAMS = ("contrastive_loss_param",)
     FIELDS = {"contrastive_loss_param": {"margin", "legacy_version"}}
-    NUM_BOTTOMS = 3
-    NUM_TOPS = 1
     NO_GRADIENT = (2,)
 
     def setup_loss(self, shapes):

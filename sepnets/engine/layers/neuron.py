@@ -12,8 +12,7 @@ f32 = np.float32
 
 
 class Neuron(Layer):
-    NUM_BOTTOMS = 1
-    NUM_TOPS = 1
+    """Caffe's NeuronLayer: one bottom, one top of its shape, value by value."""
 
 
 @register

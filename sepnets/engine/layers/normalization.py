@@ -19,8 +19,6 @@ class BatchNorm(Layer):
     TYPE = "BatchNorm"
     PARAMS = ("batch_norm_param",)
     FIELDS = {"batch_norm_param": {"use_global_stats", "moving_average_fraction", "eps"}}
-    NUM_BOTTOMS = 1
-    NUM_TOPS = 1
 
     def setup(self, shapes):
         p = self.param.batch_norm_param
@@ -92,8 +90,6 @@ def _broadcast_shape(ndim, axis, param_shape):
 class Affine(Layer):
     """Scale and Bias: a blob (learned, or the second bottom) applied along axes
     [axis, axis + num_axes) of the first bottom, broadcast over the rest."""
-    NUM_BOTTOMS = (1, 2)
-    NUM_TOPS = 1
 
     def _axis(self, p, param_shape):
         ndim = len(self.bottom_shapes[0])
@@ -180,8 +176,6 @@ class MVN(Layer):
     TYPE = "MVN"
     PARAMS = ("mvn_param",)
     FIELDS = {"mvn_param": {"normalize_variance", "across_channels", "eps"}}
-    NUM_BOTTOMS = 1
-    NUM_TOPS = 1
 
     def setup(self, shapes):
         p = self.param.mvn_param

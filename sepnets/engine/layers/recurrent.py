@@ -51,8 +51,6 @@ class _LSTMUnit(torch.autograd.Function):
 class LSTMUnit(Layer):
     """One LSTM step: bottoms c_prev (1, N, D), gates (1, N, 4D), cont (1, N); tops c, h."""
     TYPE = "LSTMUnit"
-    NUM_BOTTOMS = 3
-    NUM_TOPS = 2
     NO_GRADIENT = (2,)
 
     def forward(self, bottoms):
@@ -65,15 +63,6 @@ class Recurrent(Layer):
                                   "expose_hidden"}}
     NO_GRADIENT = (1,)
     STATES = 1  # hidden state blobs carried from step to step
-
-    @property
-    def NUM_BOTTOMS(self):
-        low = 2 + (self.STATES if self.param.recurrent_param.expose_hidden else 0)
-        return (low, low + 1)
-
-    @property
-    def NUM_TOPS(self):
-        return 1 + (self.STATES if self.param.recurrent_param.expose_hidden else 0)
 
     def setup(self, shapes):
         p = self.param.recurrent_param

@@ -22,7 +22,6 @@ class Convolution(Layer):
         "num_output", "bias_term", "pad", "kernel_size", "stride", "dilation", "pad_h", "pad_w",
         "kernel_h", "kernel_w", "stride_h", "stride_w", "group", "weight_filler", "bias_filler",
         "engine", "axis", "force_nd_im2col"}}
-    NUM_BOTTOMS = (1, None)  # Caffe convolves each bottom with the same filters
 
     def setup(self, shapes):
         p = self.param.convolution_param
@@ -89,8 +88,6 @@ class Im2col(Layer):
     FIELDS = {"convolution_param": {"kernel_size", "kernel_h", "kernel_w", "stride", "stride_h",
                                     "stride_w", "pad", "pad_h", "pad_w", "dilation", "axis",
                                     "force_nd_im2col"}}
-    NUM_BOTTOMS = 1
-    NUM_TOPS = 1
 
     def setup(self, shapes):
         p = self.param.convolution_param
@@ -122,8 +119,7 @@ class Pooling(Layer):
     FIELDS = {"pooling_param": {"pool", "pad", "pad_h", "pad_w", "kernel_size", "kernel_h",
                                 "kernel_w", "stride", "stride_h", "stride_w", "engine",
                                 "global_pooling", "round_mode"}}
-    NUM_BOTTOMS = 1
-    NUM_TOPS = 1  # Caffe's optional second top (the max positions) is not supported
+    MAX_TOPS = 1  # Caffe's optional second top (the max positions) is not supported
 
     def setup(self, shapes):
         p = self.param.pooling_param
@@ -198,8 +194,6 @@ class LRN(Layer):
     TYPE = "LRN"
     PARAMS = ("lrn_param",)
     FIELDS = {"lrn_param": {"local_size", "alpha", "beta", "norm_region", "k", "engine"}}
-    NUM_BOTTOMS = 1
-    NUM_TOPS = 1
 
     def setup(self, shapes):
         p = self.param.lrn_param
@@ -232,8 +226,6 @@ class SPP(Layer):
     TYPE = "SPP"
     PARAMS = ("spp_param",)
     FIELDS = {"spp_param": {"pyramid_height", "pool", "engine"}}
-    NUM_BOTTOMS = 1
-    NUM_TOPS = 1
 
     def setup(self, shapes):
         if self.param.spp_param.pool == caffe_pb2.SPPParameter.STOCHASTIC:
