@@ -21,6 +21,7 @@ from sepnets import names
 from sepnets.caffe import files, wire
 from sepnets.caffe.proto import caffe_pb2
 from sepnets.cli import (
+    export_onnx,
     fix_pattern,
     netinfo,
     plot_log,
@@ -230,10 +231,42 @@ def _conv(layers, net, **values):
     (lambda layers, net: _conv(layers, net, kernel_h=3),
      "layer 'conv2' (Convolution): either kernel_size or kernel_h/kernel_w"),
     (lambda layers, net: _conv(layers, net, num_output=1000000000), "blob size exceeds INT_MAX"),
+    (lambda layers, net: setattr(layers["pool2"], "name", "conv2"),
+     "layer 'conv2' (Pooling): a second layer of this name (layers 3 and 4); layer names must be "
+     "unique"),
 ])
 def test_malformed_nets_give_one_line(tmp_path, edit, message):
     path = edited_net(tmp_path, DEPLOY, edit)
     one_line_error(run_command(netinfo.main, [str(path)]), str(path), message)
+
+
+def test_two_layers_of_one_name_are_refused_by_the_engine_and_the_export(tmp_path, monkeypatch):
+    """Caffe accepts them, but weights go by layer name (CopyTrainedLayersFrom fills the
+    first only): one line from the engine and from the ONNX export (whose graph would
+    otherwise name two values alike), as from netinfo above."""
+    def twice(layers, net):
+        net.layer.add().CopyFrom(layers["relu1"])   # in place on ip1 again, at the end
+    path = edited_net(tmp_path, DEPLOY, twice)
+    weights = tmp_path / "w.caffemodel"
+    files.write_model(weights, model_for(DEPLOY, lambda shape: np.ones(shape, np.float32)))
+    message = "layer 'relu1' (ReLU): a second layer of this name"
+    one_line_error(engine(["time", "-model", path, "-iterations", "1"], tmp_path, monkeypatch),
+                   message)
+    one_line_error(run_command(export_onnx.main, ["--net", str(path), "--weights", str(weights),
+                                                  "-o", str(tmp_path / "x.onnx")]), message)
+    assert not (tmp_path / "x.onnx").exists()
+
+
+def test_a_database_path_longer_than_the_system_takes(tmp_path, monkeypatch):
+    """ENAMETOOLONG is not one of the errors pathlib's is_dir takes for "no": one line."""
+    long_source = "x" * 300
+    net = edited_net(tmp_path, LENET, lambda layers, net: None)
+    text = net.read_text()
+    data = (f'layer {{ name: "db" type: "Data" top: "d" top: "l" data_param {{ source: "{long_source}" '
+            'batch_size: 2 backend: LMDB } }\n')
+    net.write_text(data + text)
+    one_line_error(engine(["time", "-model", net, "-iterations", "1"], tmp_path, monkeypatch),
+                   f"{long_source}: cannot open the lmdb database: File name too long")
 
 
 def _pool1_twice(layers, net):

@@ -68,7 +68,12 @@ def iter_records(source, backend):
     """Yields (key, value) byte pairs in key order, as Caffe's DB cursors do."""
     backend = backend_name(backend)
     path = Path(source)
-    if not path.is_dir():
+    try:
+        is_dir = path.is_dir()
+    except OSError as err:  # what is_dir does not take for "no": a name too long, EACCES, ...
+        raise CaffeFileError(source, f"cannot open the {backend} database: "
+                                     f"{err.strerror or err}") from None
+    if not is_dir:
         raise CaffeFileError(source, f"no {backend} database here (not a directory)")
     with _shared(path, backend, source) as handle:
         if backend == "lmdb":

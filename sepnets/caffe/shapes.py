@@ -734,9 +734,19 @@ def check_blob(layer, shape, what):
 def wiring(net):
     """Caffe's Net::Init blob bookkeeping (net.cpp:382-433) for a phase-filtered net, without
     shapes: every bottom made by an earlier layer; a top made once, unless it is in place
-    (the same name as the bottom at its index). Returns {top: index of the layer making it}."""
-    made = {}
+    (the same name as the bottom at its index). Returns {top: index of the layer making it}.
+
+    One rule beyond Caffe's: layer names are unique. Caffe accepts two layers of one name,
+    but a caffemodel's weights go by name (CopyTrainedLayersFrom fills the first of them
+    only, the other keeps its fillers) and a snapshot would hold two entries of that name:
+    the engine, netinfo and the ONNX export refuse such a net."""
+    made, layer_names = {}, {}
     for index, layer in enumerate(net.layer):
+        if layer.name in layer_names:
+            raise ShapeError(f"layer '{layer.name}' ({layer.type}): a second layer of this name "
+                             f"(layers {layer_names[layer.name]} and {index}); layer names must "
+                             "be unique, a caffemodel's weights go by name")
+        layer_names[layer.name] = index
         for i, name in enumerate(layer.bottom):
             if name not in made:
                 raise ShapeError(f"layer '{layer.name}' ({layer.type}): unknown bottom blob "

@@ -137,8 +137,6 @@ class Net:
         running count of top values (Caffe's 'Memory required for data')."""
         self._check_bottoms(layer_param)
         glog.info("layer_factory.hpp:77", f"Creating layer {layer_param.name}")
-        if layer_param.name in self.layers:
-            raise UserError(f"{self.source}: two layers are named '{layer_param.name}'")
         bottom_shapes = [self.blob_shapes[b] for b in layer_param.bottom]
         layer = layers.create(layer_param, bottom_shapes, inferred, ctx)
         self._log_connections(layer_param, available)
