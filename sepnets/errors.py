@@ -6,6 +6,15 @@ import signal
 import sys
 import threading
 
+# C0 control characters but the tab, and DEL, as escapes: a name or path from a file cannot
+# break a message's one line (or move a terminal's cursor)
+_ESCAPES = {c: f"\\x{c:02x}" for c in [*range(32), 0x7F] if c != 9} | {10: "\\n", 13: "\\r"}
+
+
+def one_line(text):
+    """`text` with line breaks and other control characters escaped (\\n, \\r, \\x1b ...)."""
+    return str(text).translate(_ESCAPES)
+
 
 class UserError(Exception):
     """A problem with the user's input (a file, a flag): reported as one line, exit code 2."""
@@ -51,7 +60,7 @@ def cli(main):
             return main(*args, **kwargs)
         except UserError as err:
             prog = (sys.argv[0].rsplit("/", 1)[-1] or "sepnets")
-            print(f"{prog}: error: {err}", file=sys.stderr)
+            print(f"{prog}: error: {one_line(err)}", file=sys.stderr)
             sys.exit(2)
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)

@@ -18,7 +18,7 @@ import torch
 from google.protobuf import text_format
 
 from sepnets import names
-from sepnets.caffe import files, wire
+from sepnets.caffe import files, snapshots, wire
 from sepnets.caffe.proto import caffe_pb2
 from sepnets.cli import (
     export_onnx,
@@ -317,6 +317,21 @@ def test_a_layer_name_or_type_that_is_not_utf8(tmp_path, where):
     path.write_bytes(data.replace(raw, b"\xff" * len(raw), 1))
     out = run_command(quant_pattern.main, ["--model", str(path), "--filter", "3x3", "--offset", "0.05"])
     one_line_error(out, str(path), f"field {where} is not UTF-8 text")
+
+
+def test_control_characters_from_a_file_stay_on_the_error_line(tmp_path, monkeypatch):
+    """A prototxt string may hold a newline ("a\\nb"): an error naming it escapes it, so the
+    message stays one line (errors.one_line); a resume check's reason too."""
+    net = edited_net(tmp_path, LENET, lambda layers, net: setattr(
+        layers["conv1"].convolution_param.weight_filler, "type", "consta\nt\x1b"))
+    last = one_line_error(engine(["time", "-model", net, "-iterations", "1"], tmp_path, monkeypatch),
+                          "unknown filler type 'consta\\nt\\x1b'")
+    assert "\x1b" not in last
+    state = tmp_path / "s_iter_1.solverstate"
+    state.write_bytes(caffe_pb2.SolverState(iter=1, learned_net="x\ny").SerializeToString())
+    (tmp_path / "s_iter_1.caffemodel").write_bytes(b"")
+    problem = snapshots.pair_problem(state, tmp_path / "s_iter_1.caffemodel", None, "SGD")
+    assert problem == f"its weights are x\\ny, not {tmp_path / 's_iter_1.caffemodel'}"
 
 
 @pytest.mark.parametrize("dims, legacy, message", [

@@ -25,7 +25,7 @@ from pathlib import Path
 from sepnets import names
 from sepnets.caffe import db, files, netstate, shapes
 from sepnets.caffe.proto import caffe_pb2
-from sepnets.errors import CaffeFileError, UserError
+from sepnets.errors import CaffeFileError, UserError, one_line
 
 # history blobs per learnable blob, by solver type (src/caffe/solvers/*.cpp constructors): the
 # one rule; the engine's update rules (sepnets.engine.updates) take their HISTORY from it
@@ -92,7 +92,7 @@ def pair_problem(state_path, model_path, blobs, solver_type):
     if model_path is not None and not os.path.lexists(model_path):
         return f"its caffemodel {model_path} is missing"
     if state.learned_net and not _same(state.learned_net, model_path):
-        return f"its weights are {state.learned_net}, not {model_path}"
+        return f"its weights are {one_line(state.learned_net)}, not {model_path}"
     per_blob = HISTORY_PER_BLOB.get(solver_type)
     if per_blob is None:
         raise UserError(f"solver type '{solver_type}' is not one of Caffe's "

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from sepnets import names
 from sepnets.caffe import engines, files, runlock, snapshots
-from sepnets.errors import UserError
+from sepnets.errors import UserError, one_line
 from sepnets.paths import REPO, root
 from sepnets.procedure.workspace import (
     read_solver,
@@ -41,7 +41,7 @@ def show(argv):
 
 
 def warn(message):
-    print(f"warning: {message}", file=sys.stderr, flush=True)
+    print(f"warning: {one_line(message)}", file=sys.stderr, flush=True)
 
 
 # The solver lines worth showing on a terminal while a long run goes to its log.
