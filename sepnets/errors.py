@@ -19,6 +19,22 @@ def one_line(text):
 class UserError(Exception):
     """A problem with the user's input (a file, a flag): reported as one line, exit code 2."""
 
+    def lines(self):
+        """What `cli` prints after `prog: error: `: the one line."""
+        return [one_line(self)]
+
+
+class ProgramFailed(UserError):
+    """A program the toolkit ran (stock Caffe, pycaffe, a training) ended with an error: the
+    one line saying so, then the last lines of the program's own output as it printed them."""
+
+    def __init__(self, message, output_lines):
+        self.message, self.output_lines = message, list(output_lines)
+        super().__init__("\n".join([message, *self.output_lines]))
+
+    def lines(self):
+        return [one_line(self.message), *self.output_lines]
+
 
 class CaffeFileError(UserError):
     """A Caffe file (prototxt, solver, caffemodel, binaryproto, solverstate) that cannot be used."""
@@ -60,7 +76,7 @@ def cli(main):
             return main(*args, **kwargs)
         except UserError as err:
             prog = (sys.argv[0].rsplit("/", 1)[-1] or "sepnets")
-            print(f"{prog}: error: {one_line(err)}", file=sys.stderr)
+            print(f"{prog}: error: " + "\n".join(err.lines()), file=sys.stderr)
             sys.exit(2)
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)

@@ -31,7 +31,7 @@ from sepnets.cli import (
     unpack_pattern,
 )
 from sepnets.engine import commands, memory
-from sepnets.errors import CaffeFileError
+from sepnets.errors import CaffeFileError, ProgramFailed
 from sepnets.patterns import pack
 from tests.support import synthlog
 from tests.support.fuzz import blob_bytes, layer_bytes, model_bytes, valid_model
@@ -332,6 +332,19 @@ def test_control_characters_from_a_file_stay_on_the_error_line(tmp_path, monkeyp
     (tmp_path / "s_iter_1.caffemodel").write_bytes(b"")
     problem = snapshots.pair_problem(state, tmp_path / "s_iter_1.caffemodel", None, "SGD")
     assert problem == f"its weights are x\\ny, not {tmp_path / 's_iter_1.caffemodel'}"
+
+
+def test_a_failed_program_shows_its_last_lines_after_the_error_line():
+    """ProgramFailed (stock Caffe, pycaffe, a training the pipeline ran): the one error line,
+    then the program's own last lines as it printed them."""
+    def failing(argv):
+        raise ProgramFailed("caffe train failed (exit 134):", ["F1202 net.cpp:1] Check failed",
+                                                               "*** Check failure stack trace: ***"])
+    out = run_command(failing, [])
+    assert out.code == 2
+    assert out.err.splitlines()[-3:] == ["test_hostile_inputs: error: caffe train failed (exit 134):",
+                                         "F1202 net.cpp:1] Check failed",
+                                         "*** Check failure stack trace: ***"]
 
 
 @pytest.mark.parametrize("dims, legacy, message", [

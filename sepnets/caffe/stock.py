@@ -5,7 +5,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from sepnets.errors import UserError
+from sepnets.errors import ProgramFailed, UserError
 from sepnets.paths import REPO  # the toolkit's own files
 
 CAFFE_TOOL = REPO / "tools" / "caffe"
@@ -30,8 +30,8 @@ def run_caffe(args, cwd=None, quiet=False, check=True, timeout=None):
     proc = subprocess.run(caffe_command() + [str(a) for a in args], cwd=cwd, env=_env(quiet),
                           capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
-        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-5:])
-        raise UserError(f"caffe {' '.join(map(str, args))} failed (exit {proc.returncode}):\n{tail}")
+        raise ProgramFailed(f"caffe {' '.join(map(str, args))} failed (exit {proc.returncode}):",
+                            (proc.stderr or proc.stdout).strip().splitlines()[-5:])
     return proc
 
 
@@ -40,15 +40,15 @@ def run_caffe_program(name, args, cwd=None, quiet=False, check=True, timeout=Non
     proc = subprocess.run([str(CAFFE_BIN_TOOL), name] + [str(a) for a in args], cwd=cwd,
                           env=_env(quiet), capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
-        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-5:])
-        raise UserError(f"{name} {' '.join(map(str, args))} failed (exit {proc.returncode}):\n{tail}")
+        raise ProgramFailed(f"{name} {' '.join(map(str, args))} failed (exit {proc.returncode}):",
+                            (proc.stderr or proc.stdout).strip().splitlines()[-5:])
     return proc
 
 
 def run_pycaffe(code_or_script, args=(), cwd=None, quiet=True, timeout=None):
     """Runs Python 3.9 code (a string) or a script path with stock pycaffe importable.
 
-    Returns stdout; raises UserError with the end of stderr when it fails.
+    Returns stdout; raises ProgramFailed with the end of stderr when it fails.
     """
     if isinstance(code_or_script, Path) or str(code_or_script).endswith(".py"):
         argv = [str(PYCAFFE_TOOL), str(code_or_script)]
@@ -57,8 +57,8 @@ def run_pycaffe(code_or_script, args=(), cwd=None, quiet=True, timeout=None):
     proc = subprocess.run(argv + [str(a) for a in args], cwd=cwd, env=_env(quiet),
                           capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
-        tail = "\n".join(proc.stderr.strip().splitlines()[-8:])
-        raise UserError(f"pycaffe failed (exit {proc.returncode}):\n{tail}")
+        raise ProgramFailed(f"pycaffe failed (exit {proc.returncode}):",
+                            proc.stderr.strip().splitlines()[-8:])
     return proc.stdout
 
 

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from sepnets.caffe import glog
-from sepnets.errors import UserError
+from sepnets.errors import UserError, one_line
 
 TIMEOUT_ENV = "SEPNETS_DIST_TIMEOUT"
 DEFAULT_TIMEOUT = 120.0
@@ -296,8 +296,8 @@ class DistributedWorld(World):
             while True:
                 time.sleep(1)  # another thread is ending the process
         prog = (sys.argv[0].rsplit("/", 1)[-1] or "sepnets")
-        print(f"{prog}: error: {message}; rank {self.rank} of {self.size} ends", file=sys.stderr,
-              flush=True)
+        print(f"{prog}: error: {one_line(message)}; rank {self.rank} of {self.size} ends",
+              file=sys.stderr, flush=True)
         os._exit(EXIT_FAULT)
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from sepnets import names
 from sepnets.caffe import engines, files, runlock, snapshots
-from sepnets.errors import UserError, one_line
+from sepnets.errors import ProgramFailed, UserError, one_line
 from sepnets.paths import REPO, root
 from sepnets.procedure.workspace import (
     read_solver,
@@ -77,8 +77,7 @@ def run_logged(argv, log, quiet=False):
             raise
         rc = proc.wait()
     if rc != 0:
-        raise UserError(f"{argv[0]} exited with {rc} (full output in {rel(log)}):\n"
-                        + "\n".join(tail))
+        raise ProgramFailed(f"{argv[0]} exited with {rc} (full output in {rel(log)}):", tail)
 
 
 def tool(script, *args):
