@@ -332,6 +332,10 @@ def test_control_characters_from_a_file_stay_on_the_error_line(tmp_path, monkeyp
     (tmp_path / "s_iter_1.caffemodel").write_bytes(b"")
     problem = snapshots.pair_problem(state, tmp_path / "s_iter_1.caffemodel", None, "SGD")
     assert problem == f"its weights are x\\ny, not {tmp_path / 's_iter_1.caffemodel'}"
+    state.write_bytes(caffe_pb2.SolverState(iter=1, learned_net="x\0y").SerializeToString())
+    problem = snapshots.pair_problem(state, tmp_path / "s_iter_1.caffemodel", None, "SGD")
+    assert problem.startswith("its weights are x\\x00y, not ")   # no ValueError from the NUL
+    assert snapshots.pair_problem(state, None, None, "SGD") == "its caffemodel x\\x00y is missing"
 
 
 def test_a_failed_program_shows_its_last_lines_after_the_error_line():

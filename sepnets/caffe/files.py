@@ -52,16 +52,18 @@ def read_bytes(path):
         raise CaffeFileError(path, f"cannot read: {_os_problem(err)}") from None
 
 
-def _same_file(a, b):
+def same_file(a, b):
+    """Whether two paths name one file (False when either cannot be looked up: missing, too
+    long, holding a NUL)."""
     try:
         return os.path.samefile(a, b)
-    except OSError:
+    except (OSError, ValueError):
         return False
 
 
 def _check_output(path, inputs):
     for src in inputs:
-        if src is not None and _same_file(path, src):
+        if src is not None and same_file(path, src):
             raise UserError(f"{path}: refusing to overwrite an input file; choose another output name")
     if path.is_dir():
         raise UserError(f"{path}: is a directory; give a file name for the output")

@@ -90,8 +90,8 @@ def pair_problem(state_path, model_path, blobs, solver_type):
     if model_path is None:
         model_path = state.learned_net or None
     if model_path is not None and not os.path.lexists(model_path):
-        return f"its caffemodel {model_path} is missing"
-    if state.learned_net and not _same(state.learned_net, model_path):
+        return f"its caffemodel {one_line(model_path)} is missing"
+    if state.learned_net and not files.same_file(state.learned_net, model_path):
         return f"its weights are {one_line(state.learned_net)}, not {model_path}"
     per_blob = HISTORY_PER_BLOB.get(solver_type)
     if per_blob is None:
@@ -120,13 +120,6 @@ def pair_problem(state_path, model_path, blobs, solver_type):
             if not files.blob_shape_equals(array.shape, shape, (name, i) in model.legacy):
                 return f"its caffemodel's layer '{name}' blob {i} is {array.shape}, the net's {shape}"
     return None
-
-
-def _same(a, b):
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return False
 
 
 def move_aside(paths):
