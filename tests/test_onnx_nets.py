@@ -225,6 +225,22 @@ def one_layer(tmp_path, name, layer):
     return path
 
 
+def test_an_input_no_layer_reads_is_an_output_as_in_caffe(tmp_path):
+    """Caffe's net outputs are the blobs no layer consumes, an Input's unread label too: the
+    graph's output is then the graph's input itself, given the input's type (shape inference
+    gives it none; onnx.checker refused it). ONNX Runtime passes it through."""
+    net = tmp_path / "label.prototxt"
+    net.write_text('layer { name: "in" type: "Input" top: "x" top: "label" input_param { shape { '
+                   'dim: 1 dim: 1 dim: 4 dim: 4 } shape { dim: 1 } } }\n'
+                   'layer { name: "relu" type: "ReLU" bottom: "x" top: "y" }\n')
+    empty = files.write_model(tmp_path / "none.caffemodel", model_for(net, np.ones))
+    deploy.export(net, empty, tmp_path / "label.onnx")
+    x, label = np.linspace(-1, 1, 16, dtype=np.float32).reshape(1, 1, 4, 4), np.array([3], np.float32)
+    out = run_onnx(tmp_path / "label.onnx", {"x": x, "label": label})
+    assert sorted(out) == ["label", "y"]
+    assert np.array_equal(out["label"], label) and np.array_equal(out["y"], np.maximum(x, 0))
+
+
 def test_export_refuses_what_it_cannot_reproduce(filled, tmp_path):
     """One UserError line naming the file and the layer: other layer types, weights that do
     not fit, a pooling window that starts outside its input (stock Caffe reads nothing

@@ -4,6 +4,8 @@ Values are named after what they hold: a Caffe blob keeps its own name where it 
 convert.py), intermediate values are "<layer>/<what>". Every name is unique in the graph
 (ONNX values are assigned once; Caffe's in-place layers reuse a blob name).
 """
+import copy
+
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper, shape_inference
@@ -56,8 +58,12 @@ class Graph:
         self.inputs.append(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, dims))
 
     def add_output(self, name):
-        """A float32 graph output (its shape from shape inference, in model())."""
-        self.outputs.append(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+        """A float32 graph output: its shape from shape inference (in model()), or the graph
+        input's when it is one (an Input top no layer reads, e.g. a label: a Caffe net output
+        too), which shape inference leaves without one."""
+        given = [value for value in self.inputs if value.name == name]
+        self.outputs.append(copy.deepcopy(given[0]) if given else
+                            helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
 
     def model(self, opset, doc=""):
         graph = helper.make_graph(self.nodes, self.name, self.inputs, self.outputs,
