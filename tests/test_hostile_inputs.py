@@ -231,6 +231,8 @@ def _conv(layers, net, **values):
     (lambda layers, net: _conv(layers, net, kernel_h=3),
      "layer 'conv2' (Convolution): either kernel_size or kernel_h/kernel_w"),
     (lambda layers, net: _conv(layers, net, num_output=1000000000), "blob size exceeds INT_MAX"),
+    (lambda layers, net: layers["conv2"].convolution_param.dilation.append(0),
+     "layer 'conv2' (Convolution): dilation must be positive"),
     (lambda layers, net: setattr(layers["pool2"], "name", "conv2"),
      "layer 'conv2' (Pooling): a second layer of this name (layers 3 and 4); layer names must be "
      "unique"),
@@ -255,6 +257,17 @@ def test_two_layers_of_one_name_are_refused_by_the_engine_and_the_export(tmp_pat
     one_line_error(run_command(export_onnx.main, ["--net", str(path), "--weights", str(weights),
                                                   "-o", str(tmp_path / "x.onnx")]), message)
     assert not (tmp_path / "x.onnx").exists()
+
+
+@pytest.mark.parametrize("kind", ["Convolution", "Deconvolution", "Im2col"])
+def test_a_zero_dilation_is_one_line_for_every_convolution_type(tmp_path, monkeypatch, kind):
+    """One rule (shapes.conv_geometry) for the three types, before torch sees a 0."""
+    net = tmp_path / "dilated.prototxt"
+    net.write_text('layer { name: "in" type: "Input" top: "x" input_param { shape { dim: 1 dim: 2 '
+                   f'dim: 6 dim: 6 }} }} }}\nlayer {{ name: "c" type: "{kind}" bottom: "x" top: "y" '
+                   'convolution_param { num_output: 2 kernel_size: 3 dilation: 0 } }\n')
+    one_line_error(engine(["time", "-model", net, "-iterations", "1"], tmp_path, monkeypatch),
+                   f"layer 'c' ({kind}): dilation must be positive")
 
 
 def test_a_database_path_longer_than_the_system_takes(tmp_path, monkeypatch):

@@ -88,6 +88,8 @@ def conv_geometry(layer, n_spatial):
         _fail(layer, "stride dimensions must be nonzero")
     pad = _spatial(layer, "pad", p.pad, _hw(p, "pad"), 0, n_spatial)
     dilation = _spatial(layer, "dilation", p.dilation, None, 1, n_spatial)
+    if min(dilation) <= 0:  # Caffe has no CHECK: a 0 puts every kernel tap on one pixel,
+        _fail(layer, "dilation must be positive")  # which neither torch nor ONNX computes
     return kernel, stride, pad, dilation
 
 

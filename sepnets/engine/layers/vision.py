@@ -35,8 +35,6 @@ class Convolution(Layer):
         if len(self.param.top) != len(self.param.bottom):
             self.fail("give one top per bottom")
         kernel, stride, pad, dilation = caffe_shapes.conv_geometry(self.param, 2)
-        if min(dilation) <= 0:
-            self.fail("dilation must be positive")
         self.stride = self._useful_stride(kernel, stride, pad, dilation)
         self.pad, self.dilation = tuple(pad), tuple(dilation)
         self.group = p.group
