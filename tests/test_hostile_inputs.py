@@ -438,6 +438,35 @@ def test_an_overflowing_learning_rate_goes_on_as_in_caffe(stock, tmp_path, monke
                                                  ((0, "0.01"), (100, "inf"), (200, "inf"), (300, "inf"))]
 
 
+def test_adam_out_of_range_trains_on_as_caffe_does(stock, tmp_path, monkeypatch):
+    """momentum2 10: Adam's bias correction sqrt(1 - 10^t) is NaN in C++'s doubles
+    (adam_solver.cpp:40 has no CHECK) and stock Caffe trains on; so does the engine (math.sqrt
+    raised ValueError), its weights then NaN. Observed, not matched: stock Caffe's weights
+    stay as they were (its BLAS scaling by the NaN correction), so the printed losses differ
+    from iteration 1 on."""
+    net = tmp_path / "net.prototxt"
+    net.write_text('layer { name: "in" type: "Input" top: "x" top: "label" input_param { shape { dim: 2 '
+                   'dim: 3 } shape { dim: 2 } } }\nlayer { name: "ip" type: "InnerProduct" bottom: "x" '
+                   'top: "ip" inner_product_param { num_output: 2 } }\nlayer { name: "loss" type: '
+                   '"SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "loss" }\n')
+    solver = tmp_path / "solver.prototxt"
+    solver.write_text(f'net: "{net}" type: "Adam" base_lr: 0.01 lr_policy: "fixed" momentum: 0.9 '
+                      f'momentum2: 10 display: 1 max_iter: 3 snapshot_after_train: false '
+                      f'snapshot_prefix: "{tmp_path / "s"}"\n')
+    ours = engine(["train", "-solver", solver], tmp_path, monkeypatch)
+    assert ours.code == 0, ours.err[-2000:]
+    theirs = stock.run_caffe(["train", "-solver", solver], cwd=tmp_path).stderr
+
+    def losses(log):   # "Iteration N (... iter/s ...), loss = X" and the last "Iteration N, loss = X"
+        lines = [line.split("] Iteration ", 1)[1] for line in log.splitlines()
+                 if "] Iteration " in line and ", loss = " in line]
+        return [f"Iteration {line.split()[0].rstrip(',')}, loss = {line.rsplit(' = ', 1)[1]}"
+                for line in lines]
+    assert losses(ours.err) == ["Iteration 0, loss = 0.693147"] + [
+        f"Iteration {i}, loss = nan" for i in (1, 2, 3)]
+    assert losses(theirs) == [f"Iteration {i}, loss = 0.693147" for i in range(4)]
+
+
 def test_a_snapshot_prefix_longer_than_a_file_name(tmp_path, monkeypatch):
     solver = tmp_path / "solver.prototxt"
     solver.write_text(f'net: "{LENET}" base_lr: 0.01 lr_policy: "fixed" max_iter: 1 snapshot: 1 '

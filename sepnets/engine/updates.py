@@ -17,7 +17,6 @@ Caffe's CPU code, in Caffe's order (caffe_cpu_axpby(a, x, b, y) is y = b * y, th
 as its two-call form in mkl_alternate.hpp does): the rules apply to a group of blobs that
 share a learning rate and decay multiplier in a few calls rather than one per blob.
 """
-import math
 
 import numpy as np
 import torch
@@ -187,7 +186,10 @@ class Adam(UpdateRule):
         first, second = histories
         beta1, beta2 = f32(self.param.momentum), f32(self.param.momentum2)
         t = iteration + 1
-        correction = f32(math.sqrt(1.0 - float(beta2) ** t) / (1.0 - float(beta1) ** t))
+        with np.errstate(all="ignore"):  # C++'s doubles: adam_solver.cpp:40 has no CHECK, so
+            # momentum2 > 1 makes the root NaN (momentum 1: a zero denominator, inf) and
+            # training goes on; Python's math would raise instead
+            correction = f32(np.sqrt(1.0 - np.float64(beta2) ** t) / (1.0 - np.float64(beta1) ** t))
         self.axpby(f32(1) - beta1, grads, beta1, first)
         self.axpby(f32(1) - beta2, torch._foreach_mul(grads, grads), beta2, second)
         root = torch._foreach_sqrt(second)
