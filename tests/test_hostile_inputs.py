@@ -418,14 +418,20 @@ display: 100 max_iter: 320 snapshot: 0 snapshot_after_train: false snapshot_pref
 """
 
 
-def test_an_overflowing_learning_rate_goes_on_as_in_caffe(stock, tmp_path, monkeypatch):
-    """step policy, gamma 10: 0.01 * 10^n overflows float at n = 41 and double at n = 309;
-    Caffe prints lr = inf and trains on; so does the engine (it raised OverflowError)."""
+def ip_net(tmp_path):
+    """A one-InnerProduct training net on zero inputs (a solver's arithmetic, little else)."""
     net = tmp_path / "net.prototxt"
     net.write_text('layer { name: "in" type: "Input" top: "x" top: "label" input_param { shape { dim: 2 '
                    'dim: 3 } shape { dim: 2 } } }\nlayer { name: "ip" type: "InnerProduct" bottom: "x" '
                    'top: "ip" inner_product_param { num_output: 2 } }\nlayer { name: "loss" type: '
                    '"SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "loss" }\n')
+    return net
+
+
+def test_an_overflowing_learning_rate_goes_on_as_in_caffe(stock, tmp_path, monkeypatch):
+    """step policy, gamma 10: 0.01 * 10^n overflows float at n = 41 and double at n = 309;
+    Caffe prints lr = inf and trains on; so does the engine (it raised OverflowError)."""
+    net = ip_net(tmp_path)
     solver = tmp_path / "solver.prototxt"
     solver.write_text(LR_SOLVER.replace("NET", str(net)).replace("PREFIX", str(tmp_path / "s")))
     ours = engine(["train", "-solver", solver], tmp_path, monkeypatch)
@@ -444,11 +450,7 @@ def test_adam_out_of_range_trains_on_as_caffe_does(stock, tmp_path, monkeypatch)
     raised ValueError), its weights then NaN. Observed, not matched: stock Caffe's weights
     stay as they were (its BLAS scaling by the NaN correction), so the printed losses differ
     from iteration 1 on."""
-    net = tmp_path / "net.prototxt"
-    net.write_text('layer { name: "in" type: "Input" top: "x" top: "label" input_param { shape { dim: 2 '
-                   'dim: 3 } shape { dim: 2 } } }\nlayer { name: "ip" type: "InnerProduct" bottom: "x" '
-                   'top: "ip" inner_product_param { num_output: 2 } }\nlayer { name: "loss" type: '
-                   '"SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "loss" }\n')
+    net = ip_net(tmp_path)
     solver = tmp_path / "solver.prototxt"
     solver.write_text(f'net: "{net}" type: "Adam" base_lr: 0.01 lr_policy: "fixed" momentum: 0.9 '
                       f'momentum2: 10 display: 1 max_iter: 3 snapshot_after_train: false '
